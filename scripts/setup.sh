@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Brings a fresh Debian / Raspberry Pi OS machine to the point where voiced runs:
+# system libraries through apt (only the missing ones), a virtualenv in .venv, and the Python
+# packages. Idempotent and quick when nothing changed. Usage: scripts/setup.sh [--test]
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$here"
+
+with_test=0
+[ "${1:-}" = "--test" ] && with_test=1
+
+# libopus0: opuslib loads it with ctypes. libportaudio2: sounddevice. espeak-ng: the emulator's
+# offline voice (it falls back to a synthetic voice without it).
+apt_runtime=(libopus0 libportaudio2 espeak-ng)
+# A private headless PulseAudio with virtual devices lets the tests drive real PortAudio
+# through ALSA's pulse plugin.
+apt_test=(pulseaudio pulseaudio-utils libasound2-plugins)
+
+log() { printf 'setup: %s\n' "$*" >&2; }
+
+missing=()
+want=("${apt_runtime[@]}")
+[ "$with_test" = 1 ] && want+=("${apt_test[@]}")
+if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+  want+=(python3-venv)
+fi
+if command -v dpkg-query >/dev/null 2>&1; then
+  for pkg in "${want[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed'; then
+      missing+=("$pkg")
+    fi
+  done
+fi
+
+if [ ${#missing[@]} -gt 0 ]; then
+  if ! command -v apt-get >/dev/null 2>&1; then
+    log "missing system packages: ${missing[*]} — install them with your package manager, then rerun"
+    exit 1
+  fi
+  sudo=()
+  if [ "$(id -u)" != 0 ]; then
+    if command -v sudo >/dev/null 2>&1; then sudo=(sudo); else
+      log "missing system packages: ${missing[*]} — run as root or install sudo"; exit 1
+    fi
+  fi
+  log "installing system packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  if ! "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; then
+    "${sudo[@]}" apt-get update -qq
+    "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+fi
+
+venv=${VOICED_VENV:-$here/.venv}
+if [ ! -x "$venv/bin/python" ]; then
+  log "creating virtualenv $venv"
+  python3 -m venv "$venv"
+fi
+
+extras=""
+[ "$with_test" = 1 ] && extras="[test]"
+stamp="$venv/.voiced-installed"
+want_stamp="$(sha256sum pyproject.toml | cut -d' ' -f1)$extras"
+have_stamp=$(cat "$stamp" 2>/dev/null || true)
+# A test install also satisfies a plain one.
+if [ "$have_stamp" != "$want_stamp" ] && [ "$have_stamp" != "${want_stamp}[test]" ]; then
+  log "installing Python packages into $venv"
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check -e ".$extras"
+  printf '%s' "$want_stamp" >"$stamp"
+fi
