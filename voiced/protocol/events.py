@@ -51,6 +51,7 @@ class EventBase(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
+    event_type: str
     id: str | None = None
     detail: Detail | None = None
 
@@ -134,8 +135,6 @@ class ConversationChatCancel(EventBase):
 class InputTextGenerateAudio(EventBase):
     event_type: Literal["input_text.generate_audio"] = "input_text.generate_audio"
     data: GenerateAudioData
-
-
 
 
 # --- server → client, protocol.md §4 ------------------------------------------------------------
@@ -276,8 +275,6 @@ class DumpAudio(EventBase):
     data: DumpAudioData | None = None
 
 
-
-
 # --- frames that are not events -----------------------------------------------------------------
 
 
@@ -416,7 +413,6 @@ _DATA_MAY_BE_EMPTY = frozenset(
         "dump.audio",
     }
 )
-
 
 
 def parse_server_frame(
