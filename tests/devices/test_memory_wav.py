@@ -1,0 +1,140 @@
+"""File and memory devices, factories, errors: real asyncio time, short signals."""
+
+from __future__ import annotations
+
+import asyncio
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.audio.helpers import UTTERANCE, read_wav, sine
+from voiced.audio.settings import DeviceSettings
+from voiced.devices.base import AudioSink, AudioSource, DeviceError, EndOfStream, open_sink, open_source
+from voiced.devices.memory import MemorySink, MemorySource
+from voiced.devices.wav import WavSink, WavSource
+
+pytestmark = pytest.mark.timeout(30)
+
+
+async def test_wav_source_fast_delivers_the_file_in_frames_then_end_of_stream() -> None:
+    source = open_source(DeviceSettings(), "wav", path=UTTERANCE, paced=False)
+    assert isinstance(source, AudioSource)
+    await source.start()
+    frames = []
+    with pytest.raises(EndOfStream):
+        while True:
+            frames.append(await source.read_frame())
+    await source.stop()
+    expected, _ = read_wav(UTTERANCE)
+    data = np.frombuffer(b"".join(frames), dtype=np.int16)
+    assert all(len(f) == 640 for f in frames)
+    assert np.array_equal(data[: expected.size], expected)
+    assert not data[expected.size :].any()
+
+
+async def test_wav_source_resamples_and_mixes_stereo(tmp_path: Path) -> None:
+    tone = sine(440, 0.5, 48000)
+    stereo = np.stack([tone, tone], axis=1)
+    path = tmp_path / "stereo48k.wav"
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(2)
+        w.setsampwidth(2)
+        w.setframerate(48000)
+        w.writeframes(stereo.astype("<i2").tobytes())
+    source = WavSource(path, paced=False)
+    await source.start()
+    first = np.frombuffer(await source.read_frame(), dtype=np.int16)
+    assert first.size == 320
+    ten = np.frombuffer(b"".join([await source.read_frame() for _ in range(10)]), np.int16)
+    spectrum = np.abs(np.fft.rfft(ten))
+    assert np.argmax(spectrum) * 16000 / 3200 == pytest.approx(440, abs=5)
+
+
+async def test_paced_source_runs_in_real_time_and_pads_with_silence_for_the_demo() -> None:
+    source = MemorySource(sine(300, 0.1, 16000), paced=True, after_end="silence")
+    await source.start()
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    frames = [await source.read_frame() for _ in range(15)]
+    elapsed = loop.time() - t0
+    assert elapsed == pytest.approx(0.3, abs=0.1)
+    assert any(frames[0]) and not any(b"".join(frames[5:]))
+    source.append(sine(300, 0.02, 16000))
+    assert any(await source.read_frame())
+
+
+async def test_loop_mode_repeats() -> None:
+    sig = (np.arange(480) % 100).astype(np.int16)
+    source = MemorySource(sig, paced=False, after_end="loop")
+    await source.start()
+    data = np.frombuffer(b"".join([await source.read_frame() for _ in range(3)]), np.int16)
+    assert np.array_equal(data, np.concatenate([sig, sig])[:960])
+
+
+async def test_unstarted_source_says_what_to_do() -> None:
+    with pytest.raises(DeviceError, match="start"):
+        await MemorySource(sine(300, 0.1, 16000)).read_frame()
+
+
+def test_wav_errors_name_the_fix(tmp_path: Path) -> None:
+    with pytest.raises(DeviceError, match="not found"):
+        WavSource(tmp_path / "missing.wav")
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"not a wav")
+    with pytest.raises(DeviceError, match="sox"):
+        WavSource(bad)
+
+
+async def test_memory_sink_plays_in_real_time_and_clear_fades() -> None:
+    sink = open_sink(DeviceSettings(playback_block_ms=20), "memory", 24000)
+    assert isinstance(sink, AudioSink) and isinstance(sink, MemorySink)
+    await sink.start()
+    tone = sine(500, 0.1, 24000, 20000)
+    sink.write(tone)
+    assert sink.queued_samples() == tone.size
+    await asyncio.sleep(0.25)
+    sink.check()
+    heard = sink.audio()
+    start = int(np.flatnonzero(heard)[0]) - 1
+    assert np.array_equal(heard[start : start + tone.size], tone)
+    assert sink.underrun_samples > 0  # ran dry after the tone: counted
+    sink.write(sine(500, 1.0, 24000, 20000))
+    await asyncio.sleep(0.05)
+    sink.clear(fade_ms=5)
+    await asyncio.sleep(0.1)
+    after = sink.audio()
+    assert sink.queued_samples() == 0
+    steps = np.abs(np.diff(after.astype(np.int32)))
+    assert steps.max() < 3000  # the 500 Hz tone steps ~2600 per sample at most; a hard cut would be 20000
+    await sink.stop()
+    await sink.stop()
+
+
+async def test_wav_sink_records_what_is_heard(tmp_path: Path) -> None:
+    path = tmp_path / "out.wav"
+    sink = open_sink(DeviceSettings(), "wav", 24000, path=path)
+    assert isinstance(sink, WavSink)
+    await sink.start()
+    sink.write(sine(440, 0.1, 24000))
+    await asyncio.sleep(0.2)
+    await sink.stop()
+    data, rate = read_wav(path)
+    assert rate == 24000 and data.size >= 2400 and np.abs(data).max() > 1000
+
+
+async def test_null_sink_drains() -> None:
+    sink = open_sink(DeviceSettings(), "null", 16000)
+    await sink.start()
+    sink.write(np.zeros(320, np.int16))
+    await asyncio.sleep(0.08)
+    assert sink.queued_samples() == 0
+    await sink.stop()
+
+
+def test_factories_reject_missing_arguments() -> None:
+    with pytest.raises(ValueError, match="path"):
+        open_source(DeviceSettings(), "wav")
+    with pytest.raises(ValueError, match="pcm"):
+        open_source(DeviceSettings(), "memory")

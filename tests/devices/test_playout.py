@@ -1,0 +1,97 @@
+"""The playout pump over a real-time memory sink: start, level, interrupts, idle, device loss."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from tests.audio.helpers import TRACES, load_trace, read_wav, sine
+from voiced.audio.jitter import JitterBuffer
+from voiced.audio.settings import JitterSettings
+from voiced.devices.base import DeviceLost
+from voiced.devices.memory import MemorySink
+from voiced.devices.playout import Playout
+
+pytestmark = pytest.mark.timeout(60)
+RATE = 24000
+
+
+async def test_trace_bursts_play_out_bit_exact_in_real_time() -> None:
+    """The real trace, pushed at its recorded times into a pump that feeds a real-time sink."""
+    trace = load_trace()
+    expected, _ = read_wav(TRACES / "websocket_chat_success.wav")
+    sink = MemorySink(RATE)
+    playout = Playout(sink, JitterBuffer(RATE, JitterSettings()))
+    loop = asyncio.get_running_loop()
+    await sink.start()
+    async with asyncio.TaskGroup() as tg:
+        pump = tg.create_task(playout.run())
+        t0 = loop.time()
+        for delta in trace.deltas:
+            await asyncio.sleep(max(0.0, t0 + delta.at_s - loop.time()))
+            playout.push(delta.chat_id, delta.pcm, playout.clock())
+        await asyncio.sleep(max(0.0, t0 + trace.completed_at_s - loop.time()))
+        playout.complete(trace.chat_id)
+        assert playout.speaking and playout.level_dbfs is not None
+        await playout.wait_idle(timeout_s=30)
+        assert not playout.speaking and playout.level_dbfs is None
+        pump.cancel()
+    await sink.stop()
+    heard = sink.audio()
+    first = int(np.flatnonzero(heard)[0])
+    assert np.array_equal(heard[first : first + expected.size], expected)
+    assert playout.stats().jitter.underruns == 0
+    assert sink.underrun_samples == 0 or sink.underrun_samples < RATE // 50  # at most a block of slack
+    first_at = playout.first_sample_at(trace.chat_id)
+    assert first_at is not None
+    assert playout.played_ms(trace.chat_id) == pytest.approx(expected.size / 24.0)
+
+
+async def test_interrupt_silences_within_one_block_and_discards_late_chunks() -> None:
+    sink = MemorySink(RATE)
+    playout = Playout(sink, JitterBuffer(RATE, JitterSettings()))
+    await sink.start()
+    async with asyncio.TaskGroup() as tg:
+        pump = tg.create_task(playout.run())
+        playout.push("a", sine(400, 3.0, RATE, 20000).tobytes(), playout.clock())
+        await asyncio.sleep(0.5)
+        played = playout.interrupt("a", fade_ms=10)
+        assert 300 < played < 600
+        t_cut = len(sink.blocks)
+        playout.push("a", sine(400, 1.0, RATE).tobytes(), playout.clock())  # late chunk of the cancelled chat
+        await asyncio.sleep(0.3)
+        pump.cancel()
+    await sink.stop()
+    blocks = [b for _, b in sink.blocks]
+    # At most one block (plus the one being played) after the interrupt carries the fade; then silence.
+    after = np.concatenate(blocks[t_cut + 2 :])
+    assert not after.any()
+    assert playout.stats().jitter.discarded_chunks == 1
+    steps = np.abs(np.diff(np.concatenate(blocks).astype(np.int32)))
+    assert steps.max() < 2500  # 400 Hz at 20000 steps ~2100 at most: no click at the cut
+
+
+async def test_playout_surfaces_device_loss() -> None:
+    class DyingSink(MemorySink):
+        dead = False
+
+        def check(self) -> None:
+            if self.dead:
+                raise DeviceLost("gone")
+
+    sink = DyingSink(RATE)
+    playout = Playout(sink, JitterBuffer(RATE, JitterSettings()))
+    await sink.start()
+    task = asyncio.create_task(playout.run())
+    await asyncio.sleep(0.05)
+    sink.dead = True
+    with pytest.raises(DeviceLost):
+        await asyncio.wait_for(task, timeout=2)
+    await sink.stop()
+
+
+async def test_rates_must_match() -> None:
+    with pytest.raises(ValueError, match="must match"):
+        Playout(MemorySink(16000), JitterBuffer(24000, JitterSettings()))

@@ -1,0 +1,207 @@
+"""In-memory microphone and speaker, for tests and the demo.
+
+`MemorySource` releases 20 ms frames of a given signal, paced in real time or as fast as read.
+`ClockedSink` is the shared engine of the file/memory/null speakers: a bounded SPSC ring drained by
+an asyncio task at real time, one block per period, exactly like a sound card would; subclasses
+decide what to do with each block. `MemorySink` keeps the blocks (bounded) so a test can compare
+what was "heard" with what was sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import Literal
+
+import numpy as np
+
+from voiced.audio.frames import MIC_RATE_HZ, Int16Array, as_int16
+from voiced.audio.resample import resample
+from voiced.audio.ring import SpscRing
+from voiced.devices.base import DeviceError, DeviceLost, EndOfStream
+
+AfterEnd = Literal["raise", "silence", "loop"]
+
+
+class MemorySource:
+    """A microphone that plays back `pcm` (resampled to 16 kHz when `sample_rate_hz` differs).
+
+    After the signal: `after_end="raise"` raises EndOfStream (the last partial frame is zero-padded
+    first), "silence" pads with silence forever, "loop" starts over. `append()` adds more audio to
+    play after what is queued (a live fake microphone).
+    """
+
+    sample_rate_hz = MIC_RATE_HZ
+
+    def __init__(
+        self,
+        pcm: Int16Array,
+        sample_rate_hz: int = MIC_RATE_HZ,
+        *,
+        frame_ms: int = 20,
+        paced: bool = True,
+        after_end: AfterEnd = "raise",
+    ) -> None:
+        self.frame_ms = frame_ms
+        self.frame_samples = MIC_RATE_HZ * frame_ms // 1000
+        self.paced = paced
+        self.after_end: AfterEnd = after_end
+        self._data = resample(as_int16(pcm).copy(), sample_rate_hz, MIC_RATE_HZ)
+        self._pos = 0
+        self._started = False
+        self._t0 = 0.0
+        self.frames_delivered = 0
+
+    def append(self, pcm: Int16Array, sample_rate_hz: int = MIC_RATE_HZ) -> None:
+        """Queue more audio after what has not been read yet."""
+        more = resample(as_int16(pcm), sample_rate_hz, MIC_RATE_HZ)
+        self._data = np.concatenate([self._data[self._pos :], more])
+        self._pos = 0
+
+    @property
+    def remaining_samples(self) -> int:
+        """Samples of signal not yet delivered."""
+        return int(self._data.size) - self._pos
+
+    async def start(self) -> None:
+        """Start the clock: with pacing, frame k is released at start + (k+1) * frame_ms."""
+        self._started = True
+        self._t0 = asyncio.get_running_loop().time()
+        self.frames_delivered = 0
+
+    async def read_frame(self) -> bytes:
+        """The next frame (see the class docstring for the end-of-signal policy)."""
+        if not self._started:
+            raise DeviceError("source not started: call `await source.start()` first")
+        if self.paced:
+            loop = asyncio.get_running_loop()
+            due = self._t0 + (self.frames_delivered + 1) * self.frame_ms / 1000.0
+            delay = due - loop.time()
+            await asyncio.sleep(max(0.0, delay))
+        else:
+            await asyncio.sleep(0)
+        frame = self._take()
+        self.frames_delivered += 1
+        return frame
+
+    def _take(self) -> bytes:
+        n = self.frame_samples
+        if self._pos + n <= self._data.size:
+            out = self._data[self._pos : self._pos + n]
+            self._pos += n
+            return out.tobytes()
+        rest = self._data[self._pos :]
+        if self.after_end == "loop" and self._data.size:
+            self._pos = n - rest.size
+            return np.concatenate([rest, self._data[: self._pos]]).tobytes()
+        if rest.size == 0 and self.after_end == "raise":
+            raise EndOfStream("end of the audio signal")
+        self._pos = int(self._data.size)
+        return np.concatenate([rest, np.zeros(n - rest.size, dtype=np.int16)]).tobytes()
+
+    async def stop(self) -> None:
+        """Stop; `start()` may be called again (it continues where it stopped)."""
+        self._started = False
+
+
+class ClockedSink:
+    """A speaker drained at real time by an asyncio task; subclasses implement `_emit`.
+
+    `underrun_samples` counts silence the drain had to insert after the first write (the producer fell
+    behind). `dropped_samples` counts samples `write` could not store (written past
+    `writable_samples()`).
+    """
+
+    def __init__(self, sample_rate_hz: int, *, block_ms: int = 20, ring_ms: int = 200) -> None:
+        self.sample_rate_hz = sample_rate_hz
+        self.block_samples = sample_rate_hz * block_ms // 1000
+        self._period_s = block_ms / 1000.0
+        self._ring = SpscRing(max(2 * self.block_samples, sample_rate_hz * ring_ms // 1000))
+        self._task: asyncio.Task[None] | None = None
+        self._written_any = False
+        self.underrun_samples = 0
+        self.blocks_played = 0
+
+    @property
+    def dropped_samples(self) -> int:
+        """Samples rejected by `write` because the ring was full."""
+        return self._ring.rejected_samples
+
+    async def start(self) -> None:
+        """Start draining in real time (one block per block period)."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._drain(), name=f"{type(self).__name__}.drain")
+
+    async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        block = np.zeros(self.block_samples, dtype=np.int16)
+        k = 0
+        while True:
+            k += 1
+            delay = t0 + k * self._period_s - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            n = self._ring.read_into(block)
+            if n < block.size and self._written_any:
+                self.underrun_samples += int(block.size) - n
+            self.blocks_played += 1
+            self._emit(block.copy(), loop.time())
+
+    def _emit(self, block: Int16Array, at_s: float) -> None:
+        """Handle one block the "device" just played (at loop time `at_s`)."""
+
+    def writable_samples(self) -> int:
+        """Free space in the ring."""
+        return self._ring.writable()
+
+    def queued_samples(self) -> int:
+        """Samples waiting in the ring."""
+        return self._ring.readable()
+
+    def write(self, pcm: Int16Array) -> None:
+        """Queue samples (non-blocking; what does not fit is dropped and counted)."""
+        self._written_any = True
+        self._ring.write(as_int16(pcm))
+
+    def clear(self, fade_ms: float) -> None:
+        """Drop what is queued, fading out over `fade_ms`, at the next block."""
+        self._ring.request_clear(round(fade_ms * self.sample_rate_hz / 1000.0))
+
+    def check(self) -> None:
+        """Raise DeviceLost if the drain task died."""
+        task = self._task
+        if task is not None and task.done() and not task.cancelled() and task.exception() is not None:
+            raise DeviceLost(f"{type(self).__name__} stopped: {task.exception()!r}")
+
+    async def stop(self) -> None:
+        """Stop draining; queued audio is discarded."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            # asyncio.wait does not raise the task's CancelledError, but our own cancellation still
+            # propagates.
+            await asyncio.wait([task])
+
+
+class MemorySink(ClockedSink):
+    """Keeps every played block (bounded by `max_seconds`, oldest dropped and counted)."""
+
+    def __init__(
+        self, sample_rate_hz: int, *, block_ms: int = 20, ring_ms: int = 200, max_seconds: float = 120.0
+    ) -> None:
+        super().__init__(sample_rate_hz, block_ms=block_ms, ring_ms=ring_ms)
+        max_blocks = max(1, int(max_seconds * 1000 / block_ms))
+        self.blocks: deque[tuple[float, Int16Array]] = deque(maxlen=max_blocks)
+        self.discarded_blocks = 0
+
+    def _emit(self, block: Int16Array, at_s: float) -> None:
+        if len(self.blocks) == self.blocks.maxlen:
+            self.discarded_blocks += 1
+        self.blocks.append((at_s, block))
+
+    def audio(self) -> Int16Array:
+        """Everything played so far (silence included), concatenated."""
+        if not self.blocks:
+            return np.zeros(0, dtype=np.int16)
+        return np.concatenate([b for _, b in self.blocks])

@@ -1,0 +1,338 @@
+"""Sound cards through PortAudio (sounddevice): capture and playback behind AudioSource / AudioSink.
+
+The PortAudio callbacks run on PortAudio's thread and do constant-time work only: one bounded copy
+into / out of an SPSC ring (`voiced.audio.ring`), a counter, and (capture) a thread-safe wake-up of
+the event loop. Resampling, framing and everything else happen on the loop.
+
+Device loss: the stream's finished-callback (PortAudio ended the stream: unplugged device, sound
+server gone) or no callback for `stall_timeout_s` (a stream that silently stopped) turns into
+`DeviceLost` from `read_frame()` / `check()`. The caller stops the object and opens a new one; call
+`reinitialise()` first when the set of devices may have changed (PortAudio scans only at init).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from typing import Any, Literal
+
+import numpy as np
+
+from voiced.audio.frames import FRAME_MS, MIC_FRAME_SAMPLES, MIC_RATE_HZ, FrameAssembler, Int16Array, as_int16
+from voiced.audio.resample import StreamResampler
+from voiced.audio.ring import SpscRing
+from voiced.audio.settings import DeviceSettings
+from voiced.devices.base import DeviceLost, DeviceNotFound, PortAudioMissing, UnsupportedRate
+
+Direction = Literal["input", "output"]
+# Rates tried, after the pipeline rate and the device's default, before giving up.
+_FALLBACK_RATES_HZ = (48000, 44100, 32000, 24000, 22050, 16000, 8000)
+_RESAMPLER_SLACK_SAMPLES = 32
+
+
+def load_sounddevice() -> Any:
+    """Import sounddevice, turning a missing libportaudio2 into PortAudioMissing."""
+    try:
+        import sounddevice  # noqa: PLC0415  (raises OSError without libportaudio2)
+    except OSError as exc:
+        raise PortAudioMissing(str(exc)) from exc
+    return sounddevice
+
+
+def reinitialise() -> None:
+    """Re-scan devices (PortAudio only does it at init). Only call with no stream open."""
+    sd = load_sounddevice()
+    sd._terminate()
+    sd._initialize()
+
+
+def _channels_key(direction: Direction) -> str:
+    return "max_input_channels" if direction == "input" else "max_output_channels"
+
+
+def device_names(direction: Direction) -> list[str]:
+    """`index: name` of every device usable in `direction`."""
+    sd = load_sounddevice()
+    key = _channels_key(direction)
+    return [f"{i}: {d['name']}" for i, d in enumerate(sd.query_devices()) if d[key] > 0]
+
+
+def resolve_device(spec: str | int | None, direction: Direction) -> int:
+    """Index of the device for `spec`: None = default, an int (or digit string) = index, else the
+    first device whose name equals or contains `spec` (case-insensitive). Raises DeviceNotFound."""
+    sd = load_sounddevice()
+    key = _channels_key(direction)
+    devices = list(sd.query_devices())
+    usable = {i for i, d in enumerate(devices) if d[key] > 0}
+    if isinstance(spec, str) and spec.strip().isdigit():
+        spec = int(spec)
+    if spec is None:
+        default = sd.default.device[0 if direction == "input" else 1]
+        if isinstance(default, int) and default in usable:
+            return default
+        if usable:
+            return min(usable)
+    elif isinstance(spec, int):
+        if spec in usable:
+            return spec
+    else:
+        wanted = spec.lower()
+        exact = [i for i in sorted(usable) if devices[i]["name"].lower() == wanted]
+        partial = [i for i in sorted(usable) if wanted in devices[i]["name"].lower()]
+        if exact or partial:
+            return (exact or partial)[0]
+    raise DeviceNotFound(spec, direction, device_names(direction))
+
+
+def supports(index: int, direction: Direction, rate_hz: int, channels: int = 1) -> bool:
+    """True when PortAudio accepts int16 at `rate_hz` with `channels` on device `index`."""
+    sd = load_sounddevice()
+    check = sd.check_input_settings if direction == "input" else sd.check_output_settings
+    try:
+        check(device=index, samplerate=rate_hz, channels=channels, dtype="int16")
+    except Exception:  # PortAudioError or ValueError: the combination is not supported
+        return False
+    return True
+
+
+def choose_format(index: int, direction: Direction, wanted_rate_hz: int) -> tuple[int, int]:
+    """(rate_hz, channels) to open: the pipeline rate if possible, else one we resample from.
+
+    Mono is preferred; a device that only opens in stereo gets channel 0 (capture) or the same
+    signal on every channel (playback). Raises UnsupportedRate.
+    """
+    sd = load_sounddevice()
+    info = sd.query_devices(index)
+    rates = [wanted_rate_hz, int(info["default_samplerate"]), *_FALLBACK_RATES_HZ]
+    for channels in (1, 2):
+        if channels > info[_channels_key(direction)]:
+            break
+        for rate in dict.fromkeys(rates):
+            if supports(index, direction, rate, channels):
+                return rate, channels
+    raise UnsupportedRate(
+        f"{direction} device {index} ({info['name']}) accepts none of the rates {sorted(set(rates))} Hz "
+        "for 16-bit audio; choose another device (`voiced devices`)."
+    )
+
+
+class PortAudioSource:
+    """A sound-card microphone delivering 16 kHz mono 20 ms frames (resampled if the card cannot)."""
+
+    sample_rate_hz = MIC_RATE_HZ
+    frame_ms = FRAME_MS
+
+    def __init__(self, settings: DeviceSettings, *, stall_timeout_s: float = 2.0) -> None:
+        self.settings = settings
+        self.stall_timeout_s = stall_timeout_s
+        self.device_index: int | None = None
+        self.device_rate_hz = MIC_RATE_HZ
+        self.channels = 1
+        self._stream: Any = None
+        self._ring = SpscRing(MIC_RATE_HZ)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake = asyncio.Event()
+        self._lost: str | None = None
+        self._frames: deque[bytes] = deque()
+        self._assembler = FrameAssembler(MIC_FRAME_SAMPLES)
+        self._resampler = StreamResampler(MIC_RATE_HZ, MIC_RATE_HZ)
+        self.overruns = 0  # blocks the ring had no room for (the loop fell behind)
+        self.input_overflows = 0  # PortAudio's own overflow flag
+        self.callbacks = 0
+
+    async def start(self) -> None:
+        """Open the configured input device and start capturing. Raises a DeviceError subclass."""
+        sd = load_sounddevice()
+        self._loop = asyncio.get_running_loop()
+        index = resolve_device(self.settings.input_device, "input")
+        rate, channels = choose_format(index, "input", MIC_RATE_HZ)
+        self.device_index, self.device_rate_hz, self.channels = index, rate, channels
+        self._ring = SpscRing(max(rate * self.settings.ring_ms // 1000, 4 * rate * FRAME_MS // 1000))
+        self._resampler = StreamResampler(rate, MIC_RATE_HZ)
+        self._lost = None
+        try:
+            self._stream = sd.InputStream(
+                device=index,
+                samplerate=rate,
+                channels=channels,
+                dtype="int16",
+                blocksize=rate * self.settings.capture_block_ms // 1000,
+                callback=self._callback,
+                finished_callback=self._finished,
+            )
+            self._stream.start()
+        except sd.PortAudioError as exc:
+            await self.stop()
+            raise DeviceLost(
+                f"cannot start input device {index}: {exc}; check it is free and plugged in"
+            ) from exc
+
+    def _notify(self) -> None:
+        loop = self._loop
+        if loop is None:
+            return
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
+            loop.call_soon_threadsafe(self._wake.set)
+
+    def _callback(self, indata: Any, frames: int, time_info: Any, status: Any) -> None:
+        # PortAudio thread: a bounded copy and a wake-up, nothing else.
+        self.callbacks += 1
+        if status.input_overflow:
+            self.input_overflows += 1
+        if self._ring.write(indata[:, 0]) < frames:
+            self.overruns += 1
+        self._notify()
+
+    def _finished(self) -> None:
+        if self._lost is None:
+            self._lost = "the input stream ended (device unplugged or sound server gone)"
+        self._notify()
+
+    async def read_frame(self) -> bytes:
+        """Next 20 ms frame of 16 kHz mono s16le. Raises DeviceLost when the device goes away."""
+        while True:
+            if self._frames:
+                return self._frames.popleft()
+            if self._lost is not None:
+                raise DeviceLost(self._lost)
+            if self._stream is None:
+                raise DeviceLost("input stream is not open: call start()")
+            chunk = self._ring.read(self._ring.readable())
+            if chunk.size:
+                self._frames.extend(self._assembler.push(self._resampler.process(chunk).tobytes()))
+                continue
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=self.stall_timeout_s)
+            except TimeoutError:
+                active = bool(self._stream is not None and self._stream.active)
+                self._lost = (
+                    f"no audio from the input device for {self.stall_timeout_s:.1f} s"
+                    + ("" if active else " (stream stopped)")
+                )
+
+    async def stop(self) -> None:
+        """Abort and close the stream (abort, not stop: stop can hang on a stalled stream)."""
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            for op in (stream.abort, stream.close):
+                with contextlib.suppress(Exception):  # the device may be gone; closing is best effort
+                    op()
+        self._frames.clear()
+
+
+class PortAudioSink:
+    """A sound-card speaker fed at `sample_rate_hz`, resampled to the rate the card runs at."""
+
+    def __init__(
+        self, settings: DeviceSettings, sample_rate_hz: int, *, stall_timeout_s: float = 2.0
+    ) -> None:
+        self.settings = settings
+        self.sample_rate_hz = sample_rate_hz
+        self.block_samples = sample_rate_hz * settings.playback_block_ms // 1000
+        self.stall_timeout_s = stall_timeout_s
+        self.device_index: int | None = None
+        self.device_rate_hz = sample_rate_hz
+        self.channels = 1
+        self._stream: Any = None
+        self._ring = SpscRing(sample_rate_hz)
+        self._scratch = np.zeros(0, dtype=np.int16)
+        self._resampler = StreamResampler(sample_rate_hz, sample_rate_hz)
+        self._lost: str | None = None
+        self._written_any = False
+        self._last_callback_s = 0.0
+        self.callbacks = 0
+        self.underrun_samples = 0  # device-rate samples of silence inserted after the first write
+        self.device_underflows = 0  # PortAudio's own underflow flag
+
+    @property
+    def dropped_samples(self) -> int:
+        """Device-rate samples `write` could not store."""
+        return self._ring.rejected_samples
+
+    async def start(self) -> None:
+        """Open the configured output device and start playing (silence until written)."""
+        sd = load_sounddevice()
+        index = resolve_device(self.settings.output_device, "output")
+        rate, channels = choose_format(index, "output", self.sample_rate_hz)
+        self.device_index, self.device_rate_hz, self.channels = index, rate, channels
+        block = rate * self.settings.playback_block_ms // 1000
+        self._ring = SpscRing(max(rate * self.settings.ring_ms // 1000, 3 * block))
+        self._scratch = np.zeros(block, dtype=np.int16)
+        self._resampler = StreamResampler(self.sample_rate_hz, rate)
+        self._lost = None
+        self._last_callback_s = time.monotonic()
+        try:
+            self._stream = sd.OutputStream(
+                device=index,
+                samplerate=rate,
+                channels=channels,
+                dtype="int16",
+                blocksize=block,
+                callback=self._callback,
+                finished_callback=self._finished,
+            )
+            self._stream.start()
+        except sd.PortAudioError as exc:
+            await self.stop()
+            raise DeviceLost(
+                f"cannot start output device {index}: {exc}; check it is free and plugged in"
+            ) from exc
+
+    def _callback(self, outdata: Any, frames: int, time_info: Any, status: Any) -> None:
+        # PortAudio thread: a bounded copy out of the ring, nothing else.
+        self.callbacks += 1
+        self._last_callback_s = time.monotonic()
+        if status.output_underflow:
+            self.device_underflows += 1
+        buf = self._scratch[:frames] if frames <= self._scratch.size else np.zeros(frames, dtype=np.int16)
+        n = self._ring.read_into(buf)
+        if n < frames and self._written_any:
+            self.underrun_samples += frames - n
+        outdata[:] = buf[:, None]
+
+    def _finished(self) -> None:
+        if self._lost is None:
+            self._lost = "the output stream ended (device unplugged or sound server gone)"
+
+    def _to_caller(self, device_samples: int) -> int:
+        return device_samples * self.sample_rate_hz // self.device_rate_hz
+
+    def writable_samples(self) -> int:
+        """Samples at `sample_rate_hz` that fit now (less a little slack for the resampler)."""
+        return max(0, self._to_caller(self._ring.writable()) - _RESAMPLER_SLACK_SAMPLES)
+
+    def queued_samples(self) -> int:
+        """Samples at `sample_rate_hz` waiting in the ring."""
+        return self._to_caller(self._ring.readable())
+
+    def write(self, pcm: Int16Array) -> None:
+        """Resample to the device rate and queue (non-blocking; overflow is dropped and counted)."""
+        self._written_any = True
+        self._ring.write(self._resampler.process(as_int16(pcm)))
+
+    def clear(self, fade_ms: float) -> None:
+        """Drop what is queued with a fade; the callback applies it at its next block."""
+        self._ring.request_clear(round(fade_ms * self.device_rate_hz / 1000.0))
+        self._resampler.reset()
+
+    def check(self) -> None:
+        """Raise DeviceLost if the stream ended or stopped calling back."""
+        if self._lost is not None:
+            raise DeviceLost(self._lost)
+        if self._stream is None:
+            raise DeviceLost("output stream is not open: call start()")
+        silent_for_s = time.monotonic() - self._last_callback_s
+        if silent_for_s > self.stall_timeout_s:
+            self._lost = f"the output device stopped calling back for {silent_for_s:.1f} s"
+            raise DeviceLost(self._lost)
+
+    async def stop(self) -> None:
+        """Abort and close the stream."""
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            for op in (stream.abort, stream.close):
+                with contextlib.suppress(Exception):  # the device may be gone; closing is best effort
+                    op()
