@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Annotated, Any
 
 import pytest
@@ -131,3 +132,21 @@ def test_context_annotation_is_recognised_under_postponed_annotations() -> None:
     spec = spec_of(tool(description="d")(with_ctx))
     assert spec.parameters.ctx_param == "ctx"
     assert spec.parameters.json_schema["properties"] == {"level": {"type": "integer", "default": 3}}
+
+
+def test_awkward_parameter_names_and_types() -> None:
+    @tool(description="d")
+    def shadowing(json: str, schema: int = 1) -> str:
+        return json
+
+    assert spec_of(shadowing).parameters.validate('{"json": "x", "schema": 2}') == {"json": "x", "schema": 2}
+
+    with pytest.raises(TypeError, match="must not start with an underscore"):
+
+        @tool(description="d")
+        def private(_secret: int) -> None: ...
+
+    with pytest.raises(TypeError, match="unsupported parameter types"):
+
+        @tool(description="d")
+        def opaque(handle: threading.Lock) -> None: ...

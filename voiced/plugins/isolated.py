@@ -98,8 +98,9 @@ async def run_isolated(
             proc.wait(),
         )
     finally:
+        # Always: the child may be gone while something it started still holds the pipes open.
+        _kill_group(proc.pid)
         if proc.returncode is None:
-            _kill_group(proc.pid)
             # Reap it even while being cancelled, so the kill is complete when we return.
             await asyncio.shield(proc.wait())
     return _decode_answer(spec.name, answer, stderr_tail, returncode)

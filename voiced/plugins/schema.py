@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, get_type_hints
@@ -99,6 +100,8 @@ def analyse(func: Callable[..., Any], tool_name: str) -> Parameters:
             raise TypeError(
                 f"tool {tool_name!r}: parameter {name!r} has no type hint; the bot needs its type"
             )
+        if name.startswith("_"):
+            raise TypeError(f"tool {tool_name!r}: parameter {name!r} must not start with an underscore")
         default = ... if param.default is inspect.Parameter.empty else param.default
         fields[name] = (hint, default)
 
@@ -112,15 +115,20 @@ def analyse(func: Callable[..., Any], tool_name: str) -> Parameters:
                 json_schema=clean_schema(only_hint.model_json_schema()),
             )
     try:
-        model = create_model(
-            f"{tool_name}_arguments",
-            __config__=ConfigDict(extra="forbid"),
-            **fields,
-        )
+        with warnings.catch_warnings():
+            # A parameter named like a BaseModel method ("json", "schema") works as a field; the
+            # warning about shadowing would only confuse plugin authors.
+            warnings.filterwarnings(
+                "ignore", message="Field name .* shadows an attribute", category=UserWarning
+            )
+            model = create_model(
+                f"{tool_name}_arguments",
+                __config__=ConfigDict(extra="forbid"),
+                **fields,
+            )
         json_schema = model.model_json_schema()
     except Exception as exc:
         raise TypeError(f"tool {tool_name!r}: unsupported parameter types: {exc}") from exc
-    assert isinstance(model, type) and issubclass(model, BaseModel)
     return Parameters(
         model=model, ctx_param=ctx_param, model_param=None, json_schema=clean_schema(json_schema)
     )
