@@ -110,7 +110,8 @@ class ToolRunner:
     async def run(self, chat_id: str, tool_calls: Sequence[ToolCall]) -> list[ToolOutput]:
         """Run all ``tool_calls`` concurrently; one output per call id, in the order of ``tool_calls``.
 
-        Never raises for a plugin's failure (that becomes an error output). Submit the result in one
+        Never raises for a plugin's failure (that becomes an error output). Each call's timeout
+        starts when it gets one of the ``max_concurrency`` slots. Submit the result in one
         ``conversation.chat.submit_tool_outputs`` with this ``chat_id``. Raises ``CancelledError``
         when cancelled — then submit nothing.
         """
