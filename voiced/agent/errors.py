@@ -40,3 +40,15 @@ class FatalError(Exception):
 
 class TransientError(Exception):
     """The connection failed in a way that a reconnect may fix."""
+
+
+def first_fatal(group: BaseExceptionGroup[BaseException]) -> FatalError | None:
+    """The first :class:`FatalError` inside ``group`` (task groups nest them), or None."""
+    for exc in group.exceptions:
+        if isinstance(exc, FatalError):
+            return exc
+        if isinstance(exc, BaseExceptionGroup):
+            found = first_fatal(exc)
+            if found is not None:
+                return found
+    return None

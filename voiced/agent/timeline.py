@@ -32,6 +32,7 @@ class TurnTimeline:
     reply: str = ""
     played_ms: float = 0.0
     interrupted: bool = False
+    interrupted_s: float | None = None
     underruns_at_start: int = 0
     underruns: int = 0
     tool_calls: list[str] = field(default_factory=list)

@@ -1,0 +1,359 @@
+"""Staying up: devices, reconnection with backoff, signals, config reload and systemd notification.
+
+:class:`Daemon` opens the audio devices, builds the :class:`~voiced.agent.agent.Agent`, and runs four
+owned tasks until told to stop: capture (mic → agent), playout (jitter buffer → speaker), the
+connection loop (connect, serve, reconnect with exponential backoff and full jitter) and
+housekeeping (turn summaries, systemd watchdog and status). A lost audio device is reopened with
+backoff while the WebSocket stays up; a :class:`~voiced.agent.errors.FatalError` ends the daemon
+with its exit code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TypeVar
+
+from websockets.asyncio.client import ClientConnection
+
+from voiced.agent.agent import Agent
+from voiced.agent.errors import EXIT_OK, FatalError, TransientError, first_fatal
+from voiced.agent.notify import Notifier
+from voiced.agent.timeline import TurnTimeline
+from voiced.agent.transport import open_connection
+from voiced.audio.jitter import JitterBuffer
+from voiced.audio.vad import TurnDetector
+from voiced.config import ConfigError, VoicedConfig, load_config
+from voiced.devices.base import AudioSink, AudioSource, DeviceLost, DeviceNotFound, EndOfStream
+from voiced.devices.playout import Playout
+from voiced.log import configure as configure_logging
+from voiced.log import get_logger
+from voiced.plugins import PluginRegistry, PluginSettings, ToolRunner
+
+_T = TypeVar("_T")
+SourceFactory = Callable[[], Awaitable[AudioSource]]
+SinkFactory = Callable[[int], Awaitable[AudioSink]]
+
+#: How long a graceful stop may take before the daemon gives up on closing politely.
+SHUTDOWN_DEADLINE_S = 5.0
+#: Mic frames older than this mean the capture path is stuck: the watchdog is not fed.
+MIC_STALE_S = 3.0
+
+
+class Backoff:
+    """Exponential backoff with full jitter: the n-th wait is uniform in [0, min(cap, base·2ⁿ)]."""
+
+    def __init__(self, initial_s: float, max_s: float, rng: random.Random | None = None) -> None:
+        self.initial_s = initial_s
+        self.max_s = max_s
+        self.attempt = 0
+        self._rng = rng or random.Random()
+
+    def next_delay_s(self) -> float:
+        """The wait before the next attempt; each call doubles the ceiling up to ``max_s``."""
+        ceiling = min(self.max_s, self.initial_s * (2**self.attempt))
+        self.attempt = min(self.attempt + 1, 32)
+        return self._rng.uniform(self.initial_s / 4, ceiling)
+
+    def reset(self) -> None:
+        """Start over from ``initial_s`` (after a connection stayed up long enough)."""
+        self.attempt = 0
+
+
+def build_runner(settings: PluginSettings, agent: Agent | None) -> ToolRunner:
+    """The plugin runner for ``settings``; the agent provides the volume control."""
+    registry = PluginRegistry.load(settings)
+    return ToolRunner(registry, settings, volume=agent)
+
+
+class Daemon:
+    """The long-running voiced process. Build it, then ``exit_code = await daemon.run()``.
+
+    ``source_factory`` / ``sink_factory`` open the devices (they are called again to reopen a lost
+    device); the sink factory gets the playback rate in Hz. ``config_path`` is re-read on SIGHUP.
+    """
+
+    def __init__(
+        self,
+        config: VoicedConfig,
+        source_factory: SourceFactory,
+        sink_factory: SinkFactory,
+        *,
+        config_path: Path | None = None,
+        notifier: Notifier | None = None,
+        install_signal_handlers: bool = True,
+        on_turn: Callable[[TurnTimeline], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.source_factory = source_factory
+        self.sink_factory = sink_factory
+        self.notifier = notifier if notifier is not None else Notifier()
+        self.install_signal_handlers = install_signal_handlers
+        self.on_turn = on_turn
+        self.clock = clock
+        self.log = get_logger("daemon")
+        self.agent: Agent | None = None
+        self.source: AudioSource | None = None
+        self.sink: AudioSink | None = None
+        self.playout: Playout | None = None
+        self.ws: ClientConnection | None = None
+        self.connections_opened = 0
+        self.ready = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._sigint_count = 0
+        self._last_connection_activity_s = clock()
+
+    # --- control ------------------------------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        """Begin a graceful shutdown (what SIGTERM and the first SIGINT do)."""
+        self._stop.set()
+
+    def _on_sigint(self) -> None:
+        self._sigint_count += 1
+        if self._sigint_count > 1:
+            self.log.warning("second interrupt: exiting now")
+            os._exit(130)
+        self.log.info("interrupt: shutting down (press Ctrl-C again to force)")
+        self.request_stop()
+
+    def _push_to_talk(self, pressed: bool) -> None:
+        if self.agent is not None:
+            self.agent.push_to_talk(pressed)
+
+    def reload(self) -> None:
+        """Re-read the config file (SIGHUP). An invalid file is reported and the old config kept.
+
+        Session settings are sent to the server at once; turn detection, volume and plugins change
+        in place; device changes need a restart.
+        """
+        if self.config_path is None:
+            self.log.info("reload requested but voiced runs without a config file; nothing to do")
+            return
+        warnings: list[str] = []
+        try:
+            new = load_config(self.config_path, warn=warnings)
+        except ConfigError as exc:
+            self.log.error("config reload failed; keeping the running config", error=str(exc))
+            return
+        for line in warnings:
+            self.log.warning(line)
+        old = self.config
+        new.coze = old.coze if new.coze.token is None else new.coze
+        self.config = new
+        configure_logging(new.log.level, new.log.format)
+        agent = self.agent
+        if agent is not None:
+            agent.config = new
+            if new.audio.vad != old.audio.vad:
+                agent.detector = TurnDetector(new.audio.vad)
+            if new.plugins != old.plugins:
+                agent.runner = build_runner(new.plugins, agent)
+            session_config = new.session_config()
+            if session_config != agent.session.config:
+                agent.session.config = session_config
+                agent.resend_config()
+        if new.audio.devices != old.audio.devices:
+            self.log.warning("audio device settings change on restart only")
+        self.log.info("config reloaded", path=str(self.config_path))
+
+    # --- run ----------------------------------------------------------------------------------------
+
+    async def run(self) -> int:
+        """Run until stopped or a fatal error; returns the process exit code."""
+        loop = asyncio.get_running_loop()
+        if self.install_signal_handlers:
+            loop.add_signal_handler(signal.SIGTERM, self.request_stop)
+            loop.add_signal_handler(signal.SIGINT, self._on_sigint)
+            loop.add_signal_handler(signal.SIGHUP, self.reload)
+            loop.add_signal_handler(signal.SIGUSR1, self._push_to_talk, True)
+            loop.add_signal_handler(signal.SIGUSR2, self._push_to_talk, False)
+        self.notifier.status("opening audio devices")
+        try:
+            await self._open_devices()
+            return await self._run_tasks()
+        except FatalError as exc:
+            self.log.error(str(exc), exit_code=exc.exit_code)
+            return exc.exit_code
+        finally:
+            self.notifier.stopping()
+            await self._close_devices()
+            if self.install_signal_handlers:
+                for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
+                    loop.remove_signal_handler(sig)
+
+    async def _open_devices(self) -> None:
+        self.source = await self._open_with_retry("microphone", self.source_factory)
+        jitter = JitterBuffer(self._output_rate_hz(), self.config.audio.jitter)
+        self.sink = await self._open_with_retry("speaker", lambda: self.sink_factory(self._output_rate_hz()))
+        self.playout = Playout(self.sink, jitter, clock=self.clock)
+        agent = Agent(self.config, self.playout, clock=self.clock)
+        agent.runner = build_runner(self.config.plugins, agent)
+        agent.on_ready = self._on_ready
+        agent.on_turn_summary = self.on_turn
+        self.agent = agent
+
+    def _output_rate_hz(self) -> int:
+        if self.config.session.output_codec in ("g711a", "g711u"):
+            return 8000
+        return int(self.config.session.output_sample_rate_hz)
+
+    async def _open_with_retry(self, what: str, factory: Callable[[], Awaitable[_T]]) -> _T:
+        """Open a device, retrying with backoff while it is missing; a bad setting is fatal."""
+        backoff = Backoff(self.config.reconnect.device_retry_s, 30.0)
+        while True:
+            try:
+                return await factory()
+            except (DeviceLost, DeviceNotFound) as exc:
+                # A USB microphone may be plugged in later: keep trying, say what is missing.
+                delay = backoff.next_delay_s()
+                self.log.warning(f"{what} unavailable; retrying", error=str(exc), retry_in_s=round(delay, 2))
+                self.notifier.status(f"waiting for the {what}")
+                await asyncio.sleep(delay)
+
+    async def _close_devices(self) -> None:
+        for device in (self.source, self.sink):
+            if device is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(device.stop(), timeout=2.0)
+
+    async def _run_tasks(self) -> int:
+        async def stopper() -> None:
+            await self._stop.wait()
+            raise _StopRequestedError
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._capture(), name="capture")
+                group.create_task(self._playout(), name="playout")
+                group.create_task(self._connections(), name="connections")
+                group.create_task(self._housekeeping(), name="housekeeping")
+                group.create_task(stopper(), name="stopper")
+        except* _StopRequestedError:
+            self.log.info("stopped")
+        except* FatalError as group_error:
+            fatal = first_fatal(group_error)
+            assert fatal is not None
+            raise fatal from None
+        return EXIT_OK
+
+    async def _capture(self) -> None:
+        assert self.agent is not None
+        frame_s = 0.02
+        while True:
+            source = self.source
+            assert source is not None
+            try:
+                frame = await source.read_frame()
+            except DeviceLost as exc:
+                self.log.warning("microphone lost; reopening", error=str(exc))
+                with contextlib.suppress(Exception):
+                    await source.stop()
+                self.source = await self._open_with_retry("microphone", self.source_factory)
+                self.log.info("microphone reopened")
+                continue
+            except EndOfStream:
+                self.log.info("audio input ended; listening stops, replies still play")
+                await self._stop.wait()
+                return
+            self.agent.on_mic_frame(frame, self.clock() - frame_s)
+
+    async def _playout(self) -> None:
+        assert self.playout is not None
+        while True:
+            try:
+                await self.playout.run()
+                return
+            except DeviceLost as exc:
+                self.log.warning("speaker lost; reopening", error=str(exc))
+                old = self.sink
+                if old is not None:
+                    with contextlib.suppress(Exception):
+                        await old.stop()
+                self.sink = await self._open_with_retry(
+                    "speaker", lambda: self.sink_factory(self._output_rate_hz())
+                )
+                # A fresh pump over the same jitter buffer: the reply goes on where it was.
+                self.playout = Playout(self.sink, self.playout.jitter, clock=self.clock)
+                if self.agent is not None:
+                    self.agent.playout = self.playout
+                self.log.info("speaker reopened")
+
+    async def _connections(self) -> None:
+        agent = self.agent
+        assert agent is not None
+        backoff = Backoff(self.config.reconnect.initial_backoff_s, self.config.reconnect.max_backoff_s)
+        while True:
+            self._last_connection_activity_s = self.clock()
+            self.notifier.status("connecting to Coze")
+            try:
+                ws = await open_connection(self.config.coze)
+            except TransientError as exc:
+                delay = backoff.next_delay_s()
+                self.log.warning("cannot connect; retrying", error=str(exc), retry_in_s=round(delay, 2))
+                self.notifier.status(f"offline, retrying in {delay:.0f} s")
+                await asyncio.sleep(delay)
+                continue
+            self.connections_opened += 1
+            opened_s = self.clock()
+            self.ws = ws
+            try:
+                await agent.serve_connection(ws)
+            finally:
+                self.ws = None
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(ws.close(), timeout=self.config.coze.close_timeout_s)
+            up_s = self.clock() - opened_s
+            if up_s >= self.config.reconnect.stable_after_s:
+                backoff.reset()
+            delay = backoff.next_delay_s()
+            self.log.warning(
+                "connection lost; reconnecting",
+                up_s=round(up_s, 1),
+                close_code=ws.close_code,
+                close_reason=ws.close_reason or None,
+                retry_in_s=round(delay, 2),
+            )
+            self.notifier.status("reconnecting")
+            self._last_connection_activity_s = self.clock()
+            await asyncio.sleep(delay)
+
+    def _on_ready(self) -> None:
+        if not self.ready.is_set():
+            self.ready.set()
+            self.notifier.ready("listening")
+            self.log.info("ready: listening")
+        else:
+            self.notifier.status("listening")
+
+    def connection_healthy(self, now_s: float) -> bool:
+        """Connected, or the reconnect loop visibly making progress (so the watchdog catches a hang)."""
+        if self.agent is not None and self.agent.connected:
+            return True
+        budget_s = self.config.reconnect.max_backoff_s + self.config.coze.open_timeout_s + 5.0
+        return now_s - self._last_connection_activity_s < budget_s
+
+    async def _housekeeping(self) -> None:
+        agent = self.agent
+        assert agent is not None
+        interval_s = min(0.25, self.notifier.watchdog_interval_s() or 0.25)
+        while True:
+            await asyncio.sleep(interval_s)
+            agent.tick()
+            now = self.clock()
+            if agent.healthy(now, MIC_STALE_S) and self.connection_healthy(now):
+                self.notifier.watchdog()
+            if agent.connected:
+                self.notifier.status("speaking" if agent.playout.speaking else "listening")
+
+
+class _StopRequestedError(Exception):
+    """Raised inside the task group to stop every task."""

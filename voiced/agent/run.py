@@ -1,0 +1,47 @@
+"""``voiced run``: the daemon on the configured devices (or WAV files in their place)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from voiced.agent.daemon import Daemon, SinkFactory, SourceFactory
+from voiced.config import VoicedConfig
+from voiced.devices.base import AudioSink, AudioSource, DeviceError, open_sink, open_source
+
+
+def device_factories(
+    config: VoicedConfig, input_wav: Path | None = None, output_wav: Path | None = None
+) -> tuple[SourceFactory, SinkFactory]:
+    """Factories that open (and start) the microphone and speaker the config and flags name."""
+    devices = config.audio.devices
+
+    async def source() -> AudioSource:
+        if input_wav is not None:
+            src = open_source(devices, "wav", path=input_wav, paced=True, after_end="silence")
+        else:
+            src = open_source(devices, "portaudio")
+        await src.start()
+        return src
+
+    async def sink(sample_rate_hz: int) -> AudioSink:
+        if output_wav is not None:
+            out = open_sink(devices, "wav", sample_rate_hz, path=output_wav)
+        else:
+            out = open_sink(devices, "portaudio", sample_rate_hz)
+        await out.start()
+        return out
+
+    return source, sink
+
+
+async def run_command(
+    config: VoicedConfig, config_path: Path | None, input_wav: Path | None, output_wav: Path | None
+) -> int:
+    """Run the daemon until SIGTERM/SIGINT or a fatal error; returns the exit code."""
+    source, sink = device_factories(config, input_wav, output_wav)
+    daemon = Daemon(config, source, sink, config_path=config_path)
+    try:
+        return await daemon.run()
+    except DeviceError as exc:
+        daemon.log.error(str(exc))
+        return 1
