@@ -19,6 +19,7 @@ import hmac
 import json
 import random
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -68,6 +69,8 @@ class Emulator:
         self.voice = Voice(settings.voice)
         self.received: list[ReceivedFrame] = []
         self.connections_total = 0
+        #: Per connection index: how many server events of each type were sent (kept after close).
+        self.sent_event_types: dict[int, Counter[str]] = {}
         self._sessions: dict[int, Session] = {}
         self._admissions: dict[ServerConnection, _Admission] = {}
         self._changed = asyncio.Event()
@@ -186,6 +189,7 @@ class Emulator:
             record=self._record,
         )
         self._sessions[index] = session
+        self.sent_event_types[index] = session.sent_event_types
         bound = log.bind(connection=index, bot_id=admission.bot_id, logid=admission.logid)
         bound.info("connection_open", authorized=not admission.refuse_auth)
         try:

@@ -16,6 +16,7 @@ import contextlib
 import itertools
 import json
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
@@ -173,6 +174,7 @@ class _Outgoing:
     frame: str | bytes
     ready_at_s: float
     counts: bool = True
+    event_type: str | None = None
 
 
 class Downlink:
@@ -209,7 +211,7 @@ class Downlink:
         event_type = getattr(event, "event_type", "")
         if subscriptions and event_type not in subscriptions and event_type != "error":
             return
-        await self.send_raw(self.stamp(event))
+        await self.send_raw(self.stamp(event), event_type=event_type)
 
     async def drained(self, timeout_s: float) -> None:
         """Return once every queued frame is on the wire (or after ``timeout_s``)."""
@@ -217,7 +219,7 @@ class Downlink:
             async with asyncio.timeout(timeout_s):
                 await self._drained.wait()
 
-    async def send_raw(self, frame: str | bytes, counts: bool = True) -> None:
+    async def send_raw(self, frame: str | bytes, counts: bool = True, event_type: str | None = None) -> None:
         """Queue a frame as is (tests inject garbage with this)."""
         delay_s = self._session.plan.downlink_delay_s(self._session.faults)
         # TCP keeps order: a frame is never released before the one queued ahead of it.
@@ -225,7 +227,7 @@ class Downlink:
         self._last_ready_s = ready_at_s
         self._unsent += 1
         self._drained.clear()
-        await self._queue.put(_Outgoing(frame, ready_at_s, counts))
+        await self._queue.put(_Outgoing(frame, ready_at_s, counts, event_type))
 
     async def run(self) -> None:
         """Send queued frames until the connection closes."""
@@ -237,6 +239,8 @@ class Downlink:
                 if wait_s > 0:
                     await asyncio.sleep(wait_s)
                 await ws.send(item.frame)
+                if item.event_type is not None:
+                    self._session.sent_event_types[item.event_type] += 1
                 self._unsent -= 1
                 if self._unsent == 0:
                     self._drained.set()
@@ -259,6 +263,7 @@ class Downlink:
             code = base.error_code
             error = Error(data=ErrorData(code=code, msg=f"injected error {code} (emulator fault)"))
             await session.ws.send(self.stamp(error))
+            session.sent_event_types["error"] += 1
             if base.closes_after_error():
                 session.close_soon(code, f"error {code}")
         if faults.drop_after_frames is not None and count >= faults.drop_after_frames:
@@ -297,6 +302,8 @@ class Session:
         self.conversation_id = new_numeric_id()
         self.section_id = self.conversation_id
         self.closed = asyncio.Event()
+        #: How many events of each type were put on the wire (injected garbage is not counted).
+        self.sent_event_types: Counter[str] = Counter()
         self._record = record
         self._turn_faults: FaultSettings | None = None
         self._cursor = TurnCursor(settings.scenario)
