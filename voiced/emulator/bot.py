@@ -97,8 +97,6 @@ class ReplyHost(Protocol):
 
     async def wait_tool_outputs(self, chat: Chat, calls: list[ToolCall]) -> dict[str, str] | None: ...
 
-    def abort_connection(self, reason: str) -> None: ...
-
 
 @dataclass(frozen=True)
 class AudioPlan:
@@ -252,16 +250,10 @@ class AudioSender:
         for index, payload in enumerate(payloads):
             await self._pacer.wait()
             self.current.next_index = index + 1
-            faults = self._host.faults
-            if self._plan.codec == "opus" and self._host.plan.lose_opus_packet(faults):
+            if self._plan.codec == "opus" and self._host.plan.lose_opus_packet(self._host.faults):
                 continue
             await self._host.send(audio_delta(self.message, payload))
             self.deltas_sent += 1
-            drop_after = faults.drop_after_audio_deltas
-            if drop_after is not None and self.deltas_sent >= drop_after:
-                self._host.abort_connection(f"fault: drop after {self.deltas_sent} audio deltas")
-                # The connection is gone; park until the session cancels this reply.
-                await asyncio.Event().wait()
 
 
 def audio_delta(message: Message, payload: bytes) -> ConversationAudioDelta:

@@ -190,6 +190,8 @@ class Downlink:
         self._queue: asyncio.Queue[_Outgoing] = asyncio.Queue(_DOWNLINK_QUEUE_FRAMES)
         self._last_ready_s = 0.0
         self.frames_sent = 0
+        #: Audio deltas sent since the current reply started (the mid-reply drop fault counts these).
+        self.reply_audio_deltas = 0
         self._unsent = 0
         self._drained = asyncio.Event()
         self._drained.set()
@@ -241,6 +243,8 @@ class Downlink:
                 await ws.send(item.frame)
                 if item.event_type is not None:
                     self._session.sent_event_types[item.event_type] += 1
+                if item.event_type == "conversation.audio.delta":
+                    self.reply_audio_deltas += 1
                 self._unsent -= 1
                 if self._unsent == 0:
                     self._drained.set()
@@ -268,6 +272,9 @@ class Downlink:
                 session.close_soon(code, f"error {code}")
         if faults.drop_after_frames is not None and count >= faults.drop_after_frames:
             session.abort_connection(f"fault: drop after {count} frames")
+        drop_after = faults.drop_after_audio_deltas
+        if drop_after is not None and self.reply_audio_deltas >= drop_after:
+            session.abort_connection(f"fault: drop mid-reply after {self.reply_audio_deltas} audio deltas")
 
 
 @dataclass
@@ -601,6 +608,7 @@ class Session:
         )
         self._reply = runner
         self._turn_faults = turn.faults
+        self._downlink.reply_audio_deltas = 0
         self._stale_source = lambda: runner.audio
         self._speaker = self._spawn(self._run_speech(runner.run()))
 
