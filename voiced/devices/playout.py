@@ -5,8 +5,9 @@ One `Playout` per speaker. Run `await playout.run()` inside the connection's Tas
 cancellation or by raising `DeviceLost` (the caller reopens the sink and starts a new Playout over
 the same JitterBuffer if it wants to continue the reply).
 
-The sink's ring is kept shallow (`lead_blocks`, default 2 blocks): the jitter buffer, not the ring,
-absorbs network jitter, so the level reported for barge-in and the first-sample time match what is
+The sink's ring is kept shallow (`lead_blocks`, default 2 blocks, raised by one block each time the
+device drains the ring completely, up to `max_lead_blocks`): the jitter buffer, not the ring, absorbs
+network jitter, so the level reported for barge-in and the first-sample time match what is
 being heard, and an interrupt (`sink.clear`) silences the device within one block.
 """
 
@@ -47,6 +48,7 @@ class Playout:
         clock: Callable[[], float] = time.monotonic,
         *,
         lead_blocks: int = 2,
+        max_lead_blocks: int = 6,
     ) -> None:
         if jitter.sample_rate_hz != sink.sample_rate_hz:
             raise ValueError(
@@ -57,6 +59,7 @@ class Playout:
         self.jitter = jitter
         self.clock = clock
         self.lead_blocks = max(1, lead_blocks)
+        self.max_lead_blocks = max(self.lead_blocks, max_lead_blocks)
         self._block = sink.block_samples
         self._period_s = self._block / sink.sample_rate_hz
         self._levels: deque[float | None] = deque(maxlen=_LEVEL_WINDOW_BLOCKS)
@@ -67,12 +70,15 @@ class Playout:
     # -- the pump ---------------------------------------------------------------------------------
     async def run(self) -> None:
         """Pump forever (until cancelled). Raises DeviceLost when the sink dies."""
-        target = self.lead_blocks * self._block
         while True:
             self.sink.check()
             queued = self.sink.queued_samples()
             if queued == 0 and self.blocks_written:
-                self.pump_lag_events += 1  # the device drained everything: we were late
+                # The device drained everything: we were late (a loop stall or bursty callbacks).
+                # Keep one more block queued from now on, up to a bound.
+                self.pump_lag_events += 1
+                self.lead_blocks = min(self.lead_blocks + 1, self.max_lead_blocks)
+            target = self.lead_blocks * self._block
             while queued < target and self.sink.writable_samples() >= self._block:
                 self._write_block(queued)
                 queued += self._block

@@ -245,6 +245,8 @@ class PortAudioSink:
         self._last_callback_s = 0.0
         self.callbacks = 0
         self.underrun_samples = 0  # device-rate samples of silence inserted after the first write
+        self.prefill_underrun_samples = 0  # the same, during back-to-back (pre-fill) callbacks
+        self._period_s = settings.playback_block_ms / 1000.0
         self.device_underflows = 0  # PortAudio's own underflow flag
 
     @property
@@ -284,13 +286,21 @@ class PortAudioSink:
     def _callback(self, outdata: Any, frames: int, time_info: Any, status: Any) -> None:
         # PortAudio thread: a bounded copy out of the ring, nothing else.
         self.callbacks += 1
-        self._last_callback_s = time.monotonic()
+        now = time.monotonic()
+        # Back-to-back callbacks (PortAudio/ALSA pre-filling the device buffer at start or after an
+        # xrun) ask for more than the producer could have had ready; only a callback on the device's
+        # regular cadence that finds the ring short is the producer's fault.
+        on_cadence = now - self._last_callback_s >= self._period_s / 2
+        self._last_callback_s = now
         if status.output_underflow:
             self.device_underflows += 1
         buf = self._scratch[:frames] if frames <= self._scratch.size else np.zeros(frames, dtype=np.int16)
         n = self._ring.read_into(buf)
         if n < frames and self._written_any:
-            self.underrun_samples += frames - n
+            if on_cadence:
+                self.underrun_samples += frames - n
+            else:
+                self.prefill_underrun_samples += frames - n
         outdata[:] = buf[:, None]
 
     def _finished(self) -> None:

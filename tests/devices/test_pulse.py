@@ -1,0 +1,159 @@
+"""Real PortAudio against a private headless PulseAudio: speech in through a virtual mic, audio out
+through a virtual speaker, and a sound-server crash in the middle."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import numpy as np
+import pytest
+
+from tests.audio.helpers import LIGHTS, TRACES, UTTERANCE, read_wav, speech_edges
+from tests.support.pulse import PulseServer, reinitialise_portaudio
+from voiced.audio.jitter import JitterBuffer
+from voiced.audio.settings import DeviceSettings, JitterSettings, VadSettings
+from voiced.audio.vad import SpeechEnded, SpeechStarted, TurnDetector
+from voiced.devices.base import DeviceLost, DeviceNotFound
+from voiced.devices.listing import list_devices, render_device_table
+from voiced.devices.playout import Playout
+from voiced.devices.portaudio import PortAudioSink, PortAudioSource
+
+pytestmark = [pytest.mark.pulse, pytest.mark.timeout(90)]
+
+
+def locate(haystack: np.ndarray, needle: np.ndarray) -> tuple[int, float]:
+    """(offset, normalised cross-correlation) of `needle` inside `haystack`, via FFT."""
+    h = haystack.astype(np.float64)
+    n = needle.astype(np.float64)
+    size = 1 << int(np.ceil(np.log2(h.size + n.size)))
+    corr = np.fft.irfft(np.fft.rfft(h, size) * np.conj(np.fft.rfft(n, size)), size)[: h.size - n.size + 1]
+    offset = int(np.argmax(corr))
+    seg = h[offset : offset + n.size]
+    score = float(np.dot(seg, n) / (np.linalg.norm(seg) * np.linalg.norm(n) + 1e-9))
+    return offset, score
+
+
+@pytest.mark.parametrize("path", [UTTERANCE, LIGHTS], ids=["utterance", "lights"])
+async def test_capture_then_turn_detector_finds_the_spoken_segment(pulse: PulseServer, path: object) -> None:
+    utterance, _ = read_wav(path)  # type: ignore[arg-type]
+    true_start_s, true_end_s = speech_edges(path.name)  # type: ignore[attr-defined]
+    source = PortAudioSource(DeviceSettings())
+    await source.start()
+    try:
+        detector = TurnDetector(VadSettings())
+        captured: list[bytes] = []
+        events: list[SpeechStarted | SpeechEnded] = []
+        for _ in range(10):  # let the stream settle before speaking
+            captured.append(await source.read_frame())
+        pulse.say(utterance)
+        deadline = time.monotonic() + 20
+        while not any(isinstance(e, SpeechEnded) for e in events) and time.monotonic() < deadline:
+            frame = await asyncio.wait_for(source.read_frame(), timeout=5)
+            t_s = len(captured) * 0.02  # capture time of this frame on the stream's own timeline
+            captured.append(frame)
+            events += [e for e in detector.feed(frame, t_s) if isinstance(e, SpeechStarted | SpeechEnded)]
+    finally:
+        await source.stop()
+    assert [type(e) for e in events] == [SpeechStarted, SpeechEnded]
+    audio = np.frombuffer(b"".join(captured), dtype=np.int16)
+    speech = utterance[round(true_start_s * 16000) : round(true_end_s * 16000)]
+    offset, score = locate(audio, speech)
+    assert score > 0.99  # the virtual mic is a clean path: what we said is what PortAudio captured
+    # The true edges of the speech on the captured stream's timeline.
+    start_s = offset / 16000
+    end_s = start_s + speech.size / 16000
+    assert abs(events[0].timestamp_s - start_s) <= 0.1
+    assert abs(events[1].timestamp_s - end_s) <= 0.1
+
+
+async def test_playout_through_portaudio_reproduces_the_reply(pulse: PulseServer) -> None:
+    reply, rate = read_wav(TRACES / "websocket_chat_success.wav")
+    reply = reply[: rate * 4]  # 4 s of the real reply is plenty
+    sink = PortAudioSink(DeviceSettings(), 24000)
+    await sink.start()
+    playout = Playout(sink, JitterBuffer(24000, JitterSettings()))
+    try:
+        async with asyncio.TaskGroup() as tg:
+            pump = tg.create_task(playout.run())
+            await asyncio.sleep(0.2)
+            chunk = 6000  # 250 ms deltas, sent at ~6x real time like the server does
+            for i in range(0, reply.size, chunk):
+                playout.push("chat", reply[i : i + chunk].tobytes(), playout.clock())
+                await asyncio.sleep(0.04)
+            playout.complete("chat")
+            await playout.wait_idle(timeout_s=20)
+            await asyncio.sleep(0.3)
+            pump.cancel()
+        sink.check()
+    finally:
+        await sink.stop()
+    heard = pulse.speaker_audio()
+    offset, score = locate(heard, reply)
+    assert score > 0.99
+    assert playout.stats().jitter.underruns == 0
+    # No silence was inserted into the device stream while the reply was queued.
+    assert sink.underrun_samples == 0
+    # PulseAudio at 100 % volume and the same rate passes samples through untouched.
+    assert np.array_equal(heard[offset : offset + reply.size], reply)
+
+
+async def test_sound_server_crash_surfaces_device_lost_and_reopen_works(pulse: PulseServer) -> None:
+    source = PortAudioSource(DeviceSettings())
+    sink = PortAudioSink(DeviceSettings(), 24000)
+    await source.start()
+    await sink.start()
+    for _ in range(10):
+        await source.read_frame()
+    sink.check()
+    pulse.kill()
+    with pytest.raises(DeviceLost):
+        async with asyncio.timeout(10):
+            while True:
+                await source.read_frame()
+    with pytest.raises(DeviceLost):
+        async with asyncio.timeout(10):
+            while True:
+                sink.check()
+                await asyncio.sleep(0.05)
+    await source.stop()
+    await sink.stop()
+    # The server comes back (systemd restarts it, or the user replugs the card): reopen.
+    pulse.start()
+    reinitialise_portaudio()
+    source = PortAudioSource(DeviceSettings())
+    await source.start()
+    try:
+        frames = [await asyncio.wait_for(source.read_frame(), timeout=5) for _ in range(10)]
+    finally:
+        await source.stop()
+    assert all(len(f) == 640 for f in frames)
+
+
+def test_device_listing_marks_defaults_and_rates(pulse: PulseServer) -> None:
+    rows = list_devices()
+    assert any(r.is_default_input for r in rows) and any(r.is_default_output for r in rows)
+    default_out = next(r for r in rows if r.is_default_output)
+    assert 16000 in default_out.output_rates_hz and 48000 in default_out.output_rates_hz
+    table = render_device_table(rows)
+    assert "default" in table and "16k" in table
+
+
+async def test_unknown_device_name_lists_the_available_ones(pulse: PulseServer) -> None:
+    source = PortAudioSource(DeviceSettings(input_device="no-such-card"))
+    with pytest.raises(DeviceNotFound, match="pulse") as err:
+        await source.start()
+    assert "voiced devices" in str(err.value)
+
+
+async def test_device_by_name_and_resampling_from_the_card_rate(pulse: PulseServer) -> None:
+    # Ask for the card by name; the sink takes 24 kHz and must match whatever the card runs at.
+    sink = PortAudioSink(DeviceSettings(output_device="pulse"), 24000)
+    await sink.start()
+    try:
+        assert sink.device_rate_hz in (24000, 48000, 44100)
+        sink.write(np.zeros(480, dtype=np.int16))
+        await asyncio.sleep(0.1)
+        sink.check()
+    finally:
+        await sink.stop()
