@@ -199,3 +199,12 @@ async def test_generate_audio_speaks_without_chat_events() -> None:
         ]
         await c.send(InputTextGenerateAudio(data=GenerateAudioData(mode="text", text="x" * 1025)))
         assert (await c.until(Error)).data.code == 4000
+
+
+async def test_event_subscriptions_filter_the_downlink() -> None:
+    wanted = ["chat.updated", "conversation.chat.completed", "conversation.audio.delta"]
+    async with session(scenario="echo") as (_emu, c):
+        await c.configure(event_subscriptions=wanted)
+        await c.say("Only some events, please.")
+        await c.until(ConversationChatCompleted)
+        assert set(c.types()) == {"chat.created", *wanted}

@@ -17,10 +17,12 @@ import warnings
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
 from cozepy import (
+    AsyncCoze,
     AsyncTokenAuth,
     AsyncWebsocketsChatClient,
     AsyncWebsocketsChatEventHandler,
@@ -264,6 +266,82 @@ async def test_cozepy_sees_server_vad_and_failure_events(monkeypatch: pytest.Mon
         # The demo's first audio turn asks for the time; nobody answers: chat.failed.
         failed = await recorder.wait_for("conversation.chat.failed")
         assert failed.data.last_error.msg
+        sent = emu.sent_event_types[0]
+    assert recorder.errors == []
+    assert Counter(name for name, _ in recorder.typed) == sent
+
+
+def _self_signed_cert(folder: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1, made with `cryptography` (a dependency of cozepy)."""
+    pytest.importorskip("cryptography")
+    import ipaddress
+    from datetime import UTC, datetime, timedelta
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "voiced emulator test")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return cert_path, key_path
+
+
+async def test_async_coze_reaches_the_emulator_over_tls(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # The documented SDK path: AsyncCoze(base_url="https://HOST:PORT").websockets.chat.create(...).
+    # cozepy turns https:// into wss:// (protocol.md §1), so the emulator serves TLS here and the
+    # client trusts the test certificate through SSL_CERT_FILE.
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    cert, key = _self_signed_cert(tmp_path)
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    recorder = Recorder()
+    async with running(scenario="echo", tls_certfile=cert, tls_keyfile=key) as emu:
+        assert emu.url.startswith("wss://")
+        port = emu.url.rsplit(":", 1)[1]
+        coze = AsyncCoze(auth=AsyncTokenAuth(TOKEN), base_url=f"https://127.0.0.1:{port}")
+        chat = coze.websockets.chat.create(bot_id="7496347519799787557", on_event=recorder.handlers())
+        await chat.connect()  # type: ignore[no-untyped-call]
+        try:
+            await recorder.wait_for("chat.created")
+            await chat.chat_update(
+                ChatUpdateEvent.Data(
+                    input_audio=InputAudio(
+                        format="pcm", codec="pcm", sample_rate=24000, channel=1, bit_depth=16
+                    )
+                )
+            )
+            await recorder.wait_for("chat.updated")
+            await chat.conversation_message_create(
+                ConversationMessageCreateEvent.Data(role="user", content_type="text", content="Over TLS.")
+            )
+            await recorder.wait_for("conversation.chat.completed")
+        finally:
+            await chat.close()
         sent = emu.sent_event_types[0]
     assert recorder.errors == []
     assert Counter(name for name, _ in recorder.typed) == sent

@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
+import ssl
 import sys
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -47,6 +49,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--ping-interval-s", type=float, default=15.0, help="server pings (0 disables)")
     parser.add_argument("--tool-timeout-s", type=float, default=30.0, help="wait for tool outputs this long")
+    parser.add_argument(
+        "--tls-cert", type=Path, default=None, help="PEM certificate: serve wss:// (with --tls-key)"
+    )
+    parser.add_argument("--tls-key", type=Path, default=None, help="PEM private key of --tls-cert")
     faults = parser.add_argument_group("fault injection")
     faults.add_argument("--delay-ms", type=float, default=0.0, help="downlink latency per frame")
     faults.add_argument("--jitter-ms", type=float, default=0.0, help="extra random latency up to this")
@@ -91,6 +97,8 @@ def settings_from_args(args: argparse.Namespace) -> EmulatorSettings:
         time_scale=args.time_scale,
         ping_interval_s=args.ping_interval_s,
         tool_timeout_s=args.tool_timeout_s,
+        tls_certfile=args.tls_cert,
+        tls_keyfile=args.tls_key,
         faults=FaultSettings(**faults),
     )
 
@@ -126,8 +134,11 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     try:
         asyncio.run(serve_until_signal(settings))
+    except ssl.SSLError as exc:
+        print(f"voiced emulator: unusable TLS certificate or key: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except OSError as exc:
-        print(f"voiced emulator: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        print(f"voiced emulator: cannot serve on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     return EXIT_OK
 

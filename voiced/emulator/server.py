@@ -18,6 +18,7 @@ import asyncio
 import hmac
 import json
 import random
+import ssl
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
@@ -83,7 +84,8 @@ class Emulator:
         if self._server is None:
             raise RuntimeError("the emulator is not serving")
         host, port = next(iter(self._server.sockets)).getsockname()[:2]
-        return f"ws://{host}:{port}" if ":" not in host else f"ws://[{host}]:{port}"
+        scheme = "wss" if self.settings.tls_certfile else "ws"
+        return f"{scheme}://{host}:{port}" if ":" not in host else f"{scheme}://[{host}]:{port}"
 
     @property
     def active_connections(self) -> int:
@@ -205,8 +207,15 @@ class Emulator:
 
 @asynccontextmanager
 async def serve_emulator(settings: EmulatorSettings) -> AsyncIterator[Emulator]:
-    """Serve the emulator until the ``async with`` block ends; then every connection is closed."""
+    """Serve the emulator until the ``async with`` block ends; then every connection is closed.
+
+    Raises OSError when the address is taken, ssl.SSLError for an unusable certificate.
+    """
     emu = Emulator(settings)
+    tls = None
+    if settings.tls_certfile is not None and settings.tls_keyfile is not None:
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        tls.load_cert_chain(settings.tls_certfile, settings.tls_keyfile)
     async with serve(
         emu._handle,
         settings.host,
@@ -218,6 +227,7 @@ async def serve_emulator(settings: EmulatorSettings) -> AsyncIterator[Emulator]:
         # Our own ping loop implements "every 15 s, close after 4 unanswered" (protocol.md §1).
         ping_interval=None,
         max_size=settings.max_frame_bytes * _WS_MAX_SIZE_FACTOR,
+        ssl=tls,
     ) as server:
         emu._server = server
         log.info(

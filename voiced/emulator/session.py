@@ -472,7 +472,7 @@ class Session:
             case ConversationMessageCreate():
                 await self._on_message(event, frame)
             case ConversationClear():
-                await self._stop_speaking()
+                # A new context section; a reply in progress is not interrupted (that is cancel's job).
                 self._history.clear()
                 self.section_id = new_numeric_id()
                 await self.send(ConversationCleared())

@@ -7,6 +7,7 @@ pass it to :func:`voiced.emulator.serve_emulator`.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -60,12 +61,18 @@ class EmulatorSettings(BaseModel):
     close_on_malformed: bool = Field(
         False, description="Close on a malformed client frame (protocol.md §5) instead of error 4000."
     )
+    tls_certfile: Path | None = Field(
+        None, description="PEM certificate (chain): serve wss:// instead of ws:// (needs tls_keyfile)."
+    )
+    tls_keyfile: Path | None = Field(None, description="PEM private key of tls_certfile.")
     faults: FaultSettings = Field(default_factory=FaultSettings)
 
     @model_validator(mode="after")
     def _check(self) -> EmulatorSettings:
         if self.token is not None and not self.token.strip():
             raise ValueError("token must be non-empty (or None to accept any token)")
+        if (self.tls_certfile is None) != (self.tls_keyfile is None):
+            raise ValueError("tls_certfile and tls_keyfile go together")
         return self
 
     def scaled_s(self, ms: float) -> float:
