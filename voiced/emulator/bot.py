@@ -290,7 +290,6 @@ class ReplyRunner:
         self._speech_rate = speech_rate
         self.chat_id = host.new_numeric_id()
         self.audio: AudioSender | None = None
-        self.finished = False
         self._created_at = _now_s()
 
     def _chat(self, status: str, **extra: Any) -> Chat:
@@ -346,12 +345,10 @@ class ReplyRunner:
             values.update(outputs)
         sentences = [render_template(s, values) for s in turn.reply]
         await self._answer(sentences)
-        self.finished = True
 
     async def _fail(self, code: int, msg: str) -> None:
         failed = self._chat("failed", failed_at=_now_s(), last_error=LastError(code=code, msg=msg))
         await self._host.send(ConversationChatFailed(data=failed))
-        self.finished = True
 
     async def _call_tools(self) -> dict[str, str] | None:
         host = self._host

@@ -318,12 +318,12 @@ class Session:
         self._decoder = InputDecoder(self._input_config())
         self._segmenter: SpeechSegmenter | None = None
         self._buffered_ms = 0.0
-        self._reply: ReplyRunner | None = None
         self._speaker: asyncio.Task[Any] | None = None
         self._stale_source: Callable[[], AudioSender | None] = lambda: None
         self._tool_wait: _ToolWait | None = None
         self._tg: asyncio.TaskGroup | None = None
-        self._history: list[tuple[str, str]] = []
+        #: (role, text) of the conversation so far; ``role: assistant`` messages only add to it.
+        self.history: list[tuple[str, str]] = []
         self._log = log.bind(connection=index, bot_id=bot_id, logid=logid)
 
     # --- what the bot sees (bot.ReplyHost) ---------------------------------------------------------
@@ -473,7 +473,7 @@ class Session:
                 await self._on_message(event, frame)
             case ConversationClear():
                 # A new context section; a reply in progress is not interrupted (that is cancel's job).
-                self._history.clear()
+                self.history.clear()
                 self.section_id = new_numeric_id()
                 await self.send(ConversationCleared())
             case ConversationChatSubmitToolOutputs():
@@ -578,7 +578,7 @@ class Session:
         role, text = event.data.role, event.data.content
         if role == "assistant":
             # Context only: no reply (protocol.md §3).
-            self._history.append((role, text))
+            self.history.append((role, text))
             return
         if role != "user":
             await self._error(
@@ -587,7 +587,7 @@ class Session:
             return
         if self._speaker is not None:
             await self._cancel(CANCELED_BY_NEW_MESSAGE)
-        self._history.append((role, text))
+        self.history.append((role, text))
         await self._start_reply(self._cursor.for_text(text), text, 0)
 
     async def _start_reply(self, turn: Turn, user_text: str, audio_ms: int) -> None:
@@ -606,7 +606,6 @@ class Session:
             output=output,
             speech_rate=output.speech_rate or 0,
         )
-        self._reply = runner
         self._turn_faults = turn.faults
         self._downlink.reply_audio_deltas = 0
         self._stale_source = lambda: runner.audio
@@ -696,7 +695,6 @@ class Session:
             if self._speaker is asyncio.current_task():
                 self._speaker = None
                 self._turn_faults = None
-                self._reply = None
 
 
 def _suppress_pongs(ws: ServerConnection) -> None:
