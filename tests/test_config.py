@@ -86,6 +86,8 @@ def test_env_overrides_parse_values() -> None:
         "agent": {"barge_in": False},
         "coze": {"bot_id": 7496},
     }
+    config = load_config(None, environ={"VOICED_COZE__BOT_ID": "7496347519799787557"})
+    assert config.coze.bot_id == "7496347519799787557"
 
 
 def test_token_sources_and_secrecy(tmp_path: Path) -> None:

@@ -54,7 +54,8 @@ class ConfigError(Exception):
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Bot ids are long numbers: `--set coze.bot_id=7496…` and VOICED_COZE__BOT_ID parse as integers.
+    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
 
 
 class CozeSettings(_Section):

@@ -21,6 +21,8 @@ class Notifier:
         self.last_status: str | None = None
         if self._address:
             self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+            # Never block the event loop on a slow listener: drop the message instead.
+            self._sock.setblocking(False)
 
     @property
     def enabled(self) -> bool:
@@ -52,7 +54,8 @@ class Notifier:
             self.last_status = status
 
     def watchdog(self) -> None:
-        self.send("WATCHDOG=1")
+        if self.watchdog_interval_s() is not None:
+            self.send("WATCHDOG=1")
 
     def stopping(self) -> None:
         self.send("STOPPING=1", "STATUS=stopping")
