@@ -1,0 +1,53 @@
+"""Benchmarks of voiced (not timed tests). Run `python -m benchmarks [--quick]`.
+
+Every module named `*_bench.py` in this package is discovered and must define:
+
+    NAME: str                                   the key of its results in results.json
+    def run(quick: bool) -> BenchReport         measure; `quick` must keep the whole suite < 30 s
+
+`python -m benchmarks` prints each report's tables and merges `{NAME: report.data}` into
+benchmarks/results.json, leaving other modules' keys alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Table:
+    """A titled table of rows (already formatted cells or numbers)."""
+
+    title: str
+    headers: list[str]
+    rows: list[list[Any]] = field(default_factory=list)
+
+    def render(self) -> str:
+        """Plain-text rendering with right-aligned numbers."""
+
+        def cell(v: Any) -> str:
+            if isinstance(v, float):
+                return f"{v:.3g}" if abs(v) < 0.01 and v != 0 else f"{v:.2f}"
+            return str(v)
+
+        body = [[cell(v) for v in row] for row in self.rows]
+        widths = [max(len(r[i]) for r in [self.headers, *body]) for i in range(len(self.headers))]
+        lines = [self.title, "  ".join(h.ljust(w) for h, w in zip(self.headers, widths, strict=True))]
+        lines.append("  ".join("-" * w for w in widths))
+        for row in body:
+            lines.append(
+                "  ".join(
+                    c.rjust(w) if c[:1].isdigit() or c[:1] == "-" else c.ljust(w)
+                    for c, w in zip(row, widths, strict=True)
+                )
+            )
+        return "\n".join(lines)
+
+
+@dataclass
+class BenchReport:
+    """What a benchmark module returns: tables to print and JSON-able data to store."""
+
+    tables: list[Table]
+    data: dict[str, Any]

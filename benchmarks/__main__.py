@@ -1,0 +1,78 @@
+"""Run every `*_bench.py` module of this package, print the tables, merge results.json."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import pkgutil
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks import BenchReport
+
+HERE = Path(__file__).resolve().parent
+
+
+def discover() -> list[str]:
+    """Module names of the benchmark modules, sorted."""
+    return sorted(m.name for m in pkgutil.iter_modules([str(HERE)]) if m.name.endswith("_bench"))
+
+
+def merge_results(path: Path, new: dict[str, Any]) -> None:
+    """Update `path` (JSON object) with `new`, key by key; keep other modules' results."""
+    existing: dict[str, Any] = {}
+    if path.exists():
+        try:
+            loaded = json.loads(path.read_text())
+            if isinstance(loaded, dict):
+                existing = loaded
+        except json.JSONDecodeError:
+            existing = {}
+    existing.update(new)
+    path.write_text(json.dumps(existing, indent=2, sort_keys=True) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="short runs (the whole suite < 30 s)")
+    parser.add_argument("--only", action="append", default=[], help="run only this module (repeatable)")
+    parser.add_argument(
+        "--output", type=Path, default=HERE / "results.json", help="results JSON to merge into"
+    )
+    args = parser.parse_args(argv)
+    names = [
+        n for n in discover() if not args.only or n in args.only or n.removesuffix("_bench") in args.only
+    ]
+    if not names:
+        print(f"no benchmark modules matched {args.only}; available: {discover()}", file=sys.stderr)
+        return 2
+    collected: dict[str, Any] = {}
+    for name in names:
+        module = importlib.import_module(f"benchmarks.{name}")
+        started = time.perf_counter()
+        report: BenchReport = module.run(quick=args.quick)
+        elapsed_s = time.perf_counter() - started
+        print(f"== {name} ({elapsed_s:.1f} s{', quick' if args.quick else ''}) ==")
+        for table in report.tables:
+            print(table.render())
+            print()
+        data = dict(report.data)
+        data["_meta"] = {
+            "quick": args.quick,
+            "elapsed_s": round(elapsed_s, 2),
+            "python": platform.python_version(),
+            "machine": platform.machine(),
+            "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        collected[module.NAME] = data
+    merge_results(args.output, collected)
+    print(f"results merged into {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
