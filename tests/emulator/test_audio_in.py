@@ -123,7 +123,15 @@ async def test_server_vad_detects_speech_and_user_speech_cancels_the_reply(user_
         await append_pcm(c, silence + user_speech_24k + silence + silence)
         await c.until(InputAudioBufferSpeechStarted)
         await c.until(InputAudioBufferSpeechStopped)
-        await c.until(ConversationAudioTranscriptCompleted)
+        final = await c.until(ConversationAudioTranscriptCompleted)
+        assert final.data.content == "Tell me a long story."
+        # protocol.md §4.2: speech_started → interim transcripts → speech_stopped → completed.
+        types = c.types()
+        started, stopped = (
+            types.index("input_audio_buffer.speech_started"),
+            types.index("input_audio_buffer.speech_stopped"),
+        )
+        assert started < types.index("conversation.audio_transcript.update") < stopped
         created = await c.until(ConversationChatCreated)
         await c.until(ConversationAudioDelta)
         # The user talks over the reply: speech_started, then the reply is canceled with code 1.

@@ -173,6 +173,11 @@ class SpeechSegmenter:
         """True between ``speech_started`` and ``speech_stopped``."""
         return self._speaking
 
+    @property
+    def speech_ms(self) -> int:
+        """Length of the utterance in progress so far (0 when not speaking)."""
+        return self._speech_ms if self._speaking else 0
+
     def feed(self, pcm16k: bytes) -> list[SegmentEvent]:
         """Advance over ``pcm16k``; returns the boundaries crossed, in order."""
         events: list[SegmentEvent] = []

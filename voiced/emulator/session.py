@@ -94,6 +94,8 @@ _INPUT_RATES_HZ = (8000, 16000, 22050, 24000, 32000, 44100, 48000)
 _TURN_TYPES = ("client_interrupt", "server_vad", "semantic_vad")
 _GENERATE_AUDIO_MAX_BYTES = 1024
 _ORIGIN_EXCERPT_CHARS = 300
+#: Server VAD: one more word of interim transcript per this much speech.
+_INTERIM_WORD_MS = 250
 _DOWNLINK_QUEUE_FRAMES = 512
 _id_counter = itertools.count(int(time.time() * 1000) % 10**9)
 
@@ -318,6 +320,8 @@ class Session:
         self._decoder = InputDecoder(self._input_config())
         self._segmenter: SpeechSegmenter | None = None
         self._buffered_ms = 0.0
+        self._heard: Turn | None = None
+        self._heard_words_sent = 0
         self._speaker: asyncio.Task[Any] | None = None
         self._stale_source: Callable[[], AudioSender | None] = lambda: None
         self._tool_wait: _ToolWait | None = None
@@ -513,6 +517,7 @@ class Session:
         self._decoder = InputDecoder(self._input_config())
         self._reset_buffer()
         self._segmenter = None
+        self._heard = None
         if self._turn_type() == "server_vad":
             turn = self.config.turn_detection or TurnDetection()
             self._segmenter = SpeechSegmenter(turn.prefix_padding_ms or 600, turn.silence_duration_ms or 500)
@@ -539,14 +544,21 @@ class Session:
             return
         for boundary in self._segmenter.feed(pcm16k):
             if boundary == "speech_started":
+                # The "ASR" decides now what it is hearing, so interim transcripts can stream.
+                self._heard = self._cursor.for_audio()
+                self._heard_words_sent = 0
                 await self.send(InputAudioBufferSpeechStarted())
                 if self._speaker is not None:
                     await self._cancel(CANCELED_BY_SPEECH)
             else:
                 utterance = self._segmenter.last_utterance
                 audio_ms = utterance.audio_ms if utterance else int(self._buffered_ms)
+                turn = self._heard or self._cursor.for_audio()
+                self._heard = None
                 self._reset_buffer()
-                await self._start_audio_turn(audio_ms, stopped_event=True)
+                await self._finish_audio_turn(turn, audio_ms, stopped_event=True)
+        if self._heard is not None and self._segmenter.speaking:
+            await self._send_transcript_updates(self._heard, self._segmenter.speech_ms, final=False)
 
     async def _on_complete(self) -> None:
         audio_ms = int(self._buffered_ms)
@@ -561,14 +573,23 @@ class Session:
         await self._start_audio_turn(audio_ms, stopped_event=False)
 
     async def _start_audio_turn(self, audio_ms: int, *, stopped_event: bool) -> None:
-        turn = self._cursor.for_audio()
+        self._heard_words_sent = 0
+        await self._finish_audio_turn(self._cursor.for_audio(), audio_ms, stopped_event=stopped_event)
+
+    async def _send_transcript_updates(self, turn: Turn, audio_ms: int, *, final: bool) -> str:
+        """Send the interim transcripts due after ``audio_ms`` of speech; returns the text so far."""
         transcript = render_template(turn.transcript or "", {"audio_ms": audio_ms, "user_text": ""})
         words = transcript.split()
-        for n in range(1, len(words)):
+        due = len(words) - 1 if final else min(len(words) - 1, audio_ms // _INTERIM_WORD_MS)
+        while self._heard_words_sent < due:
+            self._heard_words_sent += 1
             # Each update is the whole interim text so far, not a delta (protocol.md §4).
-            await self.send(
-                ConversationAudioTranscriptUpdate(data=TranscriptData(content=" ".join(words[:n])))
-            )
+            interim = " ".join(words[: self._heard_words_sent])
+            await self.send(ConversationAudioTranscriptUpdate(data=TranscriptData(content=interim)))
+        return transcript
+
+    async def _finish_audio_turn(self, turn: Turn, audio_ms: int, *, stopped_event: bool) -> None:
+        transcript = await self._send_transcript_updates(turn, audio_ms, final=True)
         if stopped_event:
             await self.send(InputAudioBufferSpeechStopped())
         await self.send(ConversationAudioTranscriptCompleted(data=TranscriptData(content=transcript)))
