@@ -255,6 +255,8 @@ class Downlink:
                     await self._after_frame()
         except ConnectionClosed:
             self._session.closed.set()
+            # Nothing queued will ever be sent: release anyone waiting for the queue to drain.
+            self._drained.set()
 
     async def _after_frame(self) -> None:
         session, faults, count = self._session, self._session.faults, self.frames_sent
@@ -322,7 +324,7 @@ class Session:
         self._buffered_ms = 0.0
         self._heard: Turn | None = None
         self._heard_words_sent = 0
-        self._speaker: asyncio.Task[Any] | None = None
+        self._speaker: asyncio.Task[None] | None = None
         self._stale_source: Callable[[], AudioSender | None] = lambda: None
         self._tool_wait: _ToolWait | None = None
         self._tg: asyncio.TaskGroup | None = None
@@ -632,11 +634,10 @@ class Session:
         self._stale_source = lambda: runner.audio
         self._speaker = self._spawn(self._run_speech(runner.run()))
 
-    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         if self._tg is None:
             raise RuntimeError("session is not running")
-        task: asyncio.Task[Any] = self._tg.create_task(coro)
-        return task
+        return self._tg.create_task(coro)
 
     async def _stop_speaking(self) -> bool:
         """Cancel the reply / generated speech in progress; True when there was one."""

@@ -50,7 +50,10 @@ class EmulatorSettings(BaseModel):
     burst_delta_ms: int = Field(250, ge=10, le=2000, description="Audio per delta in burst delivery.")
     burst_tail_ms: int = Field(300, ge=0, le=2000, description="All-zero chunk after each sentence (trace).")
     tool_timeout_s: float = Field(
-        30.0, gt=0, description="Wait for submit_tool_outputs this long, then conversation.chat.failed."
+        30.0,
+        gt=0,
+        description="Wait for submit_tool_outputs this long (not scaled by time_scale), then "
+        "conversation.chat.failed.",
     )
     voice: Literal["auto", "espeak", "synthetic"] = Field(
         "auto", description="auto = espeak-ng when installed, else the deterministic synthetic voice."
