@@ -157,3 +157,44 @@ async def test_device_by_name_and_resampling_from_the_card_rate(pulse: PulseServ
         sink.check()
     finally:
         await sink.stop()
+
+
+async def test_card_at_48k_is_resampled_both_ways(pulse: PulseServer) -> None:
+    """A card that runs at 48 kHz: the source still delivers 16 kHz frames, the sink still takes 24 kHz."""
+    utterance, _ = read_wav(UTTERANCE)
+    source = PortAudioSource(DeviceSettings(), device_rate_hz=48000)
+    await source.start()
+    try:
+        assert source.device_rate_hz == 48000
+        for _ in range(10):
+            await source.read_frame()
+        pulse.say(utterance)
+        frames = [
+            await asyncio.wait_for(source.read_frame(), timeout=5) for _ in range(utterance.size // 320 + 25)
+        ]
+    finally:
+        await source.stop()
+    captured = np.frombuffer(b"".join(frames), dtype=np.int16)
+    speech_start_s, speech_end_s = speech_edges(UTTERANCE.name)
+    speech = utterance[round(speech_start_s * 16000) : round(speech_end_s * 16000)]
+    _, score = locate(captured, speech)
+    assert score > 0.98  # two band-limited resamplers (PulseAudio's and soxr) in the path
+
+    reply, _ = read_wav(TRACES / "websocket_chat_success.wav")
+    reply = reply[: 24000 * 2]
+    sink = PortAudioSink(DeviceSettings(), 24000, device_rate_hz=48000)
+    await sink.start()
+    playout = Playout(sink, JitterBuffer(24000, JitterSettings()))
+    try:
+        async with asyncio.TaskGroup() as tg:
+            pump = tg.create_task(playout.run())
+            playout.push("chat", reply.tobytes(), playout.clock())
+            playout.complete("chat")
+            await playout.wait_idle(timeout_s=20)
+            await asyncio.sleep(0.3)
+            pump.cancel()
+    finally:
+        await sink.stop()
+    assert sink.device_rate_hz == 48000
+    _, score = locate(pulse.speaker_audio(), reply)
+    assert score > 0.98

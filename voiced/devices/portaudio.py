@@ -97,15 +97,20 @@ def supports(index: int, direction: Direction, rate_hz: int, channels: int = 1) 
     return True
 
 
-def choose_format(index: int, direction: Direction, wanted_rate_hz: int) -> tuple[int, int]:
-    """(rate_hz, channels) to open: the pipeline rate if possible, else one we resample from.
+def choose_format(
+    index: int, direction: Direction, wanted_rate_hz: int, *, strict: bool = False
+) -> tuple[int, int]:
+    """(rate_hz, channels) to open: the wanted rate if possible, else one we resample from
+    (`strict`: only the wanted rate).
 
     Mono is preferred; a device that only opens in stereo gets channel 0 (capture) or the same
     signal on every channel (playback). Raises UnsupportedRate.
     """
     sd = load_sounddevice()
     info = sd.query_devices(index)
-    rates = [wanted_rate_hz, int(info["default_samplerate"]), *_FALLBACK_RATES_HZ]
+    rates = (
+        [wanted_rate_hz] if strict else [wanted_rate_hz, int(info["default_samplerate"]), *_FALLBACK_RATES_HZ]
+    )
     for channels in (1, 2):
         if channels > info[_channels_key(direction)]:
             break
@@ -119,14 +124,21 @@ def choose_format(index: int, direction: Direction, wanted_rate_hz: int) -> tupl
 
 
 class PortAudioSource:
-    """A sound-card microphone delivering 16 kHz mono 20 ms frames (resampled if the card cannot)."""
+    """A sound-card microphone delivering 16 kHz mono 20 ms frames (resampled if the card cannot).
+
+    `device_rate_hz` forces the rate the card is opened at (some USB cards glitch at low rates);
+    by default 16 kHz is tried first, then the card's default and common rates.
+    """
 
     sample_rate_hz = MIC_RATE_HZ
     frame_ms = FRAME_MS
 
-    def __init__(self, settings: DeviceSettings, *, stall_timeout_s: float = 2.0) -> None:
+    def __init__(
+        self, settings: DeviceSettings, *, stall_timeout_s: float = 2.0, device_rate_hz: int | None = None
+    ) -> None:
         self.settings = settings
         self.stall_timeout_s = stall_timeout_s
+        self._forced_rate_hz = device_rate_hz
         self.device_index: int | None = None
         self.device_rate_hz = MIC_RATE_HZ
         self.channels = 1
@@ -147,7 +159,9 @@ class PortAudioSource:
         sd = load_sounddevice()
         self._loop = asyncio.get_running_loop()
         index = resolve_device(self.settings.input_device, "input")
-        rate, channels = choose_format(index, "input", MIC_RATE_HZ)
+        rate, channels = choose_format(
+            index, "input", self._forced_rate_hz or MIC_RATE_HZ, strict=self._forced_rate_hz is not None
+        )
         self.device_index, self.device_rate_hz, self.channels = index, rate, channels
         self._ring = SpscRing(max(rate * self.settings.ring_ms // 1000, 4 * rate * FRAME_MS // 1000))
         self._resampler = StreamResampler(rate, MIC_RATE_HZ)
@@ -208,9 +222,8 @@ class PortAudioSource:
                 await asyncio.wait_for(self._wake.wait(), timeout=self.stall_timeout_s)
             except TimeoutError:
                 active = bool(self._stream is not None and self._stream.active)
-                self._lost = (
-                    f"no audio from the input device for {self.stall_timeout_s:.1f} s"
-                    + ("" if active else " (stream stopped)")
+                self._lost = f"no audio from the input device for {self.stall_timeout_s:.1f} s" + (
+                    "" if active else " (stream stopped)"
                 )
 
     async def stop(self) -> None:
@@ -224,12 +237,21 @@ class PortAudioSource:
 
 
 class PortAudioSink:
-    """A sound-card speaker fed at `sample_rate_hz`, resampled to the rate the card runs at."""
+    """A sound-card speaker fed at `sample_rate_hz`, resampled to the rate the card runs at.
+
+    `device_rate_hz` forces the card's rate; by default `sample_rate_hz` is tried first.
+    """
 
     def __init__(
-        self, settings: DeviceSettings, sample_rate_hz: int, *, stall_timeout_s: float = 2.0
+        self,
+        settings: DeviceSettings,
+        sample_rate_hz: int,
+        *,
+        stall_timeout_s: float = 2.0,
+        device_rate_hz: int | None = None,
     ) -> None:
         self.settings = settings
+        self._forced_rate_hz = device_rate_hz
         self.sample_rate_hz = sample_rate_hz
         self.block_samples = sample_rate_hz * settings.playback_block_ms // 1000
         self.stall_timeout_s = stall_timeout_s
@@ -258,7 +280,8 @@ class PortAudioSink:
         """Open the configured output device and start playing (silence until written)."""
         sd = load_sounddevice()
         index = resolve_device(self.settings.output_device, "output")
-        rate, channels = choose_format(index, "output", self.sample_rate_hz)
+        wanted = self._forced_rate_hz or self.sample_rate_hz
+        rate, channels = choose_format(index, "output", wanted, strict=self._forced_rate_hz is not None)
         self.device_index, self.device_rate_hz, self.channels = index, rate, channels
         block = rate * self.settings.playback_block_ms // 1000
         self._ring = SpscRing(max(rate * self.settings.ring_ms // 1000, 3 * block))
