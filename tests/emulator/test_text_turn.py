@@ -98,4 +98,4 @@ async def test_pcm_burst_deltas_tail_and_speed() -> None:
         audio_s = sum(sizes) / 48000
         wall_s = deltas[-1].at_s - deltas[0].at_s
         speed = audio_s / wall_s
-        assert 4.0 < speed < 9.0, f"burst at ~6x real time, got {speed:.1f}x"
+        assert 3.0 < speed < 9.0, f"burst at ~6x real time, got {speed:.1f}x"
