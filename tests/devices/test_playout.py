@@ -95,3 +95,25 @@ async def test_playout_surfaces_device_loss() -> None:
 async def test_rates_must_match() -> None:
     with pytest.raises(ValueError, match="must match"):
         Playout(MemorySink(16000), JitterBuffer(24000, JitterSettings()))
+
+
+async def test_cancelling_a_queued_reply_does_not_cut_the_one_playing() -> None:
+    sink = MemorySink(RATE)
+    playout = Playout(sink, JitterBuffer(RATE, JitterSettings()))
+    await sink.start()
+    async with asyncio.TaskGroup() as tg:
+        pump = tg.create_task(playout.run())
+        playout.push("a", sine(400, 0.6, RATE, 10000).tobytes(), playout.clock())
+        playout.complete("a")
+        playout.push("b", sine(400, 0.6, RATE, 10000).tobytes(), playout.clock())
+        await asyncio.sleep(0.2)
+        assert playout.interrupt("b") == 0.0
+        await playout.wait_idle(timeout_s=5)
+        pump.cancel()
+    await sink.stop()
+    assert playout.played_ms("a") == pytest.approx(600.0)
+    heard = sink.audio()
+    tone = sine(400, 0.6, RATE, 10000)
+    first = int(np.flatnonzero(heard)[0]) - 1  # the tone starts with a zero sample
+    assert np.array_equal(heard[first : first + tone.size], tone)
+    assert not heard[first + tone.size :].any()

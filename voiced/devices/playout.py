@@ -125,9 +125,12 @@ class Playout:
             played = self.jitter.cancel(chat_id, fade_ms=0.0)
             if playing == chat_id:
                 played = max(0.0, played - queued_ms)
-        self.sink.clear(fade_ms)
-        self._levels.clear()
-        self._audible_until_s = self.clock() + fade_ms / 1000.0
+        if chat_id is None or playing in (None, chat_id):
+            # Only what is playing sits in the ring; cancelling a reply still queued behind it
+            # must not cut the one being heard.
+            self.sink.clear(fade_ms)
+            self._levels.clear()
+            self._audible_until_s = self.clock() + fade_ms / 1000.0
         return played
 
     # -- queries ----------------------------------------------------------------------------------
