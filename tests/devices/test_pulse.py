@@ -72,7 +72,8 @@ async def test_playout_through_portaudio_reproduces_the_reply(pulse: PulseServer
     reply = reply[: rate * 4]  # 4 s of the real reply is plenty
     sink = PortAudioSink(DeviceSettings(), 24000)
     await sink.start()
-    playout = Playout(sink, JitterBuffer(24000, JitterSettings()))
+    # 100 ms of ring: a loaded CI machine can stall the loop for tens of ms.
+    playout = Playout(sink, JitterBuffer(24000, JitterSettings()), lead_blocks=5)
     try:
         async with asyncio.TaskGroup() as tg:
             pump = tg.create_task(playout.run())

@@ -5,7 +5,7 @@ One `Playout` per speaker. Run `await playout.run()` inside the connection's Tas
 cancellation or by raising `DeviceLost` (the caller reopens the sink and starts a new Playout over
 the same JitterBuffer if it wants to continue the reply).
 
-The sink's ring is kept shallow (`lead_blocks`, default 2 blocks, raised by one block each time the
+The sink's ring is kept shallow (`lead_blocks`, default 3 blocks, raised by one block each time the
 device drains the ring completely, up to `max_lead_blocks`): the jitter buffer, not the ring, absorbs
 network jitter, so the level reported for barge-in and the first-sample time match what is
 being heard, and an interrupt (`sink.clear`) silences the device within one block.
@@ -47,7 +47,7 @@ class Playout:
         jitter: JitterBuffer,
         clock: Callable[[], float] = time.monotonic,
         *,
-        lead_blocks: int = 2,
+        lead_blocks: int = 3,
         max_lead_blocks: int = 6,
     ) -> None:
         if jitter.sample_rate_hz != sink.sample_rate_hz:
