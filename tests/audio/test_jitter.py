@@ -17,10 +17,11 @@ def max_step(x: np.ndarray) -> int:
     return int(np.max(np.abs(np.diff(x.astype(np.int32))))) if x.size > 1 else 0
 
 
-def test_trace_replay_is_bit_exact_with_zero_underruns() -> None:
+@pytest.mark.parametrize("name", ["websocket_chat_success", "websocket_chat_generate_audio_success"])
+def test_trace_replay_is_bit_exact_with_zero_underruns(name: str) -> None:
     """The recorded server's real burst timing, pulled in real time: the output equals the WAV."""
-    trace = load_trace()
-    expected, rate = read_wav(TRACES / "websocket_chat_success.wav")
+    trace = load_trace(name)
+    expected, rate = read_wav(TRACES / f"{name}.wav")
     assert rate == RATE
     jb = JitterBuffer(RATE, JitterSettings())
     out: list[np.ndarray] = []

@@ -138,3 +138,31 @@ def test_factories_reject_missing_arguments() -> None:
         open_source(DeviceSettings(), "wav")
     with pytest.raises(ValueError, match="pcm"):
         open_source(DeviceSettings(), "memory")
+
+
+async def test_demo_microphone_says_the_utterance_once_then_silence() -> None:
+    """The demo's mic: the bundled utterance once, then silence forever; exactly one turn, encoded."""
+    from voiced.audio.codec import make_decoder, make_encoder
+    from voiced.audio.settings import VadSettings
+    from voiced.audio.vad import SpeechAudio, SpeechEnded, SpeechStarted, TurnDetector
+
+    source = open_source(DeviceSettings(), "wav", path=UTTERANCE, paced=False, after_end="silence")
+    await source.start()
+    detector = TurnDetector(VadSettings())
+    encoder = make_encoder("opus", 16000, 20)
+    decoder = make_decoder("opus", 16000)
+    kinds: list[str] = []
+    uplink = bytearray()
+    for i in range(500):  # 10 s: the 3 s utterance, then 7 s of silence
+        for event in detector.feed(await source.read_frame(), i * 0.02):
+            kinds.append(type(event).__name__)
+            audio = event.audio if isinstance(event, SpeechStarted | SpeechAudio) else b""
+            for k in range(0, len(audio), 640):
+                uplink += decoder.decode(encoder.encode(audio[k : k + 640]))
+            if isinstance(event, SpeechEnded):
+                assert event.reason == "silence"
+    await source.stop()
+    assert kinds[0] == "SpeechStarted" and kinds[-1] == "SpeechEnded"
+    assert kinds.count("SpeechStarted") == 1 and kinds.count("SpeechEnded") == 1
+    assert len(uplink) > 16000 * 2 * 1.5  # at least the 1.5 s of speech went up
+    assert decoder.errors == 0
