@@ -241,3 +241,20 @@ def test_pull_always_returns_exact_length() -> None:
 def test_settings_reject_inverted_bounds() -> None:
     with pytest.raises(ValueError):
         JitterSettings(min_delay_ms=300, max_delay_ms=200)
+
+
+def test_a_reply_that_is_never_completed_is_abandoned_not_starved_forever() -> None:
+    jb = JitterBuffer(RATE, JitterSettings(min_delay_ms=0), abandon_after_ms=1000)
+    jb.push("a", sine(300, 0.1, RATE), 0.0)
+    t = 0.0
+    while t < 0.9:
+        jb.pull(BLOCK, t)
+        t += 0.02
+    assert jb.playing_chat_id == "a" and not jb.idle  # still waiting: could be a network hiccup
+    while t < 1.2:
+        jb.pull(BLOCK, t)
+        t += 0.02
+    assert jb.idle and jb.playing_chat_id is None
+    stats = jb.stats()
+    assert stats.abandoned == 1 and stats.underruns == 1
+    assert stats.underrun_ms == pytest.approx(900.0, abs=40.0)

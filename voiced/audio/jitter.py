@@ -22,7 +22,8 @@ Policy, in one place:
   that the next pull plays first, so the cut is click-free.
 - Counters: underruns (transitions into starvation while a started reply is in progress and not
   complete), underrun_ms, overflows, dropped_ms, late_chunks (arrived while the player was starving
-  for them), discarded_chunks (cancelled chat).
+  for them), discarded_chunks (cancelled chat), abandoned (replies that ran dry, were never
+  completed and got nothing for `abandon_after_ms`: the buffer goes idle instead of starving forever).
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ class JitterStats:
     late_chunks: int
     discarded_chunks: int
     pushed_chunks: int
+    abandoned: int
     playing_chat_id: str | None
 
 
@@ -77,6 +79,7 @@ class _Chat:
         "first_arrival_s",
         "first_pulled_at_s",
         "first_transit_s",
+        "last_arrival_s",
         "min_transit_s",
         "played_samples",
         "received_samples",
@@ -87,6 +90,7 @@ class _Chat:
         self.first_arrival_s: float | None = None
         self.received_samples = 0
         self.first_transit_s: float | None = None
+        self.last_arrival_s = 0.0
         self.min_transit_s = math.inf
         self.played_samples = 0
         self.first_pulled_at_s: float | None = None
@@ -97,11 +101,14 @@ class _Chat:
 class JitterBuffer:
     """See the module docstring. Single-threaded: call every method from the same thread/loop."""
 
-    def __init__(self, sample_rate_hz: int, settings: JitterSettings) -> None:
+    def __init__(
+        self, sample_rate_hz: int, settings: JitterSettings, *, abandon_after_ms: float = 3000.0
+    ) -> None:
         if sample_rate_hz <= 0:
             raise ValueError("sample_rate_hz must be positive")
         self.sample_rate_hz = sample_rate_hz
         self.settings = settings
+        self.abandon_after_ms = abandon_after_ms
         self._queue: deque[_Segment] = deque()
         self._depth = 0
         self._chats: OrderedDict[str, _Chat] = OrderedDict()
@@ -118,6 +125,7 @@ class JitterBuffer:
         self.late_chunks = 0
         self.discarded_chunks = 0
         self.pushed_chunks = 0
+        self.abandoned = 0
 
     # -- helpers -----------------------------------------------------------------------------------
     def _ms(self, n_samples: int) -> float:
@@ -152,6 +160,7 @@ class JitterBuffer:
         chat = self._chat(chat_id)
         if chat.first_arrival_s is None:
             chat.first_arrival_s = now_s
+        chat.last_arrival_s = now_s
         transit_s = now_s - chat.received_samples / self.sample_rate_hz
         if chat.first_transit_s is None:
             chat.first_transit_s = transit_s
@@ -279,7 +288,7 @@ class JitterBuffer:
         if self._started:
             filled = self._drain_into(out, filled, now_s)
         if filled < n_samples:
-            self._on_dry(out, filled, n_samples)
+            self._on_dry(out, filled, n_samples, now_s)
         return out
 
     def _drain_into(self, out: Int16Array, filled: int, now_s: float) -> int:
@@ -305,12 +314,19 @@ class JitterBuffer:
             self._fade_in_next = False
         return filled
 
-    def _on_dry(self, out: Int16Array, filled: int, n_samples: int) -> None:
+    def _on_dry(self, out: Int16Array, filled: int, n_samples: int, now_s: float) -> None:
         current = self._chats.get(self._current) if self._current is not None else None
         if current is None:
             return
         if current.complete and not self._queue:
             # The reply played out to its end: back to idle, not an underrun.
+            self._current = None
+            self._started = False
+            return
+        if current.starving and (now_s - current.last_arrival_s) * 1000.0 >= self.abandon_after_ms:
+            # Never completed and nothing arrives (a dropped connection): stop "playing" it.
+            self.abandoned += 1
+            current.starving = False
             self._current = None
             self._started = False
             return
@@ -378,5 +394,6 @@ class JitterBuffer:
             late_chunks=self.late_chunks,
             discarded_chunks=self.discarded_chunks,
             pushed_chunks=self.pushed_chunks,
+            abandoned=self.abandoned,
             playing_chat_id=self._current,
         )
