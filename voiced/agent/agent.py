@@ -358,7 +358,8 @@ class Agent:
             case ev.ConversationChatCompleted() | ev.ConversationChatFailed():
                 self._on_chat_done(result, now)
             case ev.ConversationChatCanceled():
-                if self.playout.speaking or self.playing_chat_id is not None:
+                # After a local interrupt nothing of that chat plays any more: do not count it twice.
+                if self.playing_chat_id is not None:
                     self.interrupt("server cancelled the reply", send_cancel=False)
             case ev.InputAudioBufferSpeechStarted():
                 self._server_speech_s = now

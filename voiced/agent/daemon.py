@@ -18,7 +18,6 @@ import signal
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar
 
 from websockets.asyncio.client import ClientConnection
 
@@ -36,7 +35,6 @@ from voiced.log import configure as configure_logging
 from voiced.log import get_logger
 from voiced.plugins import PluginRegistry, PluginSettings, ToolRunner
 
-_T = TypeVar("_T")
 SourceFactory = Callable[[], Awaitable[AudioSource]]
 SinkFactory = Callable[[int], Awaitable[AudioSink]]
 
@@ -76,7 +74,9 @@ class Daemon:
     """The long-running voiced process. Build it, then ``exit_code = await daemon.run()``.
 
     ``source_factory`` / ``sink_factory`` open the devices (they are called again to reopen a lost
-    device); the sink factory gets the playback rate in Hz. ``config_path`` is re-read on SIGHUP.
+    device); the sink factory gets the playback rate in Hz. ``rescan_devices`` (PortAudio's
+    re-initialisation) runs before every (re)open, with no stream open. ``config_path`` is re-read
+    on SIGHUP.
     """
 
     def __init__(
@@ -89,6 +89,7 @@ class Daemon:
         notifier: Notifier | None = None,
         install_signal_handlers: bool = True,
         on_turn: Callable[[TurnTimeline], None] | None = None,
+        rescan_devices: Callable[[], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
@@ -98,6 +99,7 @@ class Daemon:
         self.notifier = notifier if notifier is not None else Notifier()
         self.install_signal_handlers = install_signal_handlers
         self.on_turn = on_turn
+        self.rescan_devices = rescan_devices
         self.clock = clock
         self.log = get_logger("daemon")
         self.agent: Agent | None = None
@@ -155,6 +157,8 @@ class Daemon:
             agent.config = new
             if new.audio.vad != old.audio.vad:
                 agent.detector = TurnDetector(new.audio.vad)
+            if new.agent.volume_pct != old.agent.volume_pct:
+                agent.set_volume_pct(new.agent.volume_pct)
             if new.plugins != old.plugins:
                 agent.runner = build_runner(new.plugins, agent)
             session_config = new.session_config()
@@ -191,9 +195,8 @@ class Daemon:
                     loop.remove_signal_handler(sig)
 
     async def _open_devices(self) -> None:
-        self.source = await self._open_with_retry("microphone", self.source_factory)
+        self.source, self.sink = await self._open_pair()
         jitter = JitterBuffer(self._output_rate_hz(), self.config.audio.jitter)
-        self.sink = await self._open_with_retry("speaker", lambda: self.sink_factory(self._output_rate_hz()))
         self.playout = Playout(self.sink, jitter, clock=self.clock)
         agent = Agent(self.config, self.playout, clock=self.clock)
         agent.runner = build_runner(self.config.plugins, agent)
@@ -206,14 +209,28 @@ class Daemon:
             return 8000
         return int(self.config.session.output_sample_rate_hz)
 
-    async def _open_with_retry(self, what: str, factory: Callable[[], Awaitable[_T]]) -> _T:
-        """Open a device, retrying with backoff while it is missing; a bad setting is fatal."""
+    async def _open_pair(self) -> tuple[AudioSource, AudioSink]:
+        """Open microphone and speaker, retrying with backoff while either is missing.
+
+        A missing or lost device is waited for (a USB microphone may be plugged in later); a setting
+        that can never work (PortAudio absent, an unsupported rate) propagates as a DeviceError.
+        """
         backoff = Backoff(self.config.reconnect.device_retry_s, 30.0)
         while True:
+            if self.rescan_devices is not None:
+                # PortAudio sees new devices only after a re-scan, which needs every stream closed.
+                self.rescan_devices()
+            source: AudioSource | None = None
+            what = "microphone"
             try:
-                return await factory()
+                source = await self.source_factory()
+                what = "speaker"
+                sink = await self.sink_factory(self._output_rate_hz())
+                return source, sink
             except (DeviceLost, DeviceNotFound) as exc:
-                # A USB microphone may be plugged in later: keep trying, say what is missing.
+                if source is not None:
+                    with contextlib.suppress(Exception):
+                        await source.stop()
                 delay = backoff.next_delay_s()
                 self.log.warning(f"{what} unavailable; retrying", error=str(exc), retry_in_s=round(delay, 2))
                 self.notifier.status(f"waiting for the {what}")
@@ -232,8 +249,7 @@ class Daemon:
 
         try:
             async with asyncio.TaskGroup() as group:
-                group.create_task(self._capture(), name="capture")
-                group.create_task(self._playout(), name="playout")
+                group.create_task(self._devices(), name="devices")
                 group.create_task(self._connections(), name="connections")
                 group.create_task(self._housekeeping(), name="housekeeping")
                 group.create_task(stopper(), name="stopper")
@@ -245,21 +261,33 @@ class Daemon:
             raise fatal from None
         return EXIT_OK
 
+    async def _devices(self) -> None:
+        """Capture and playout; when either device is lost, both are reopened while the socket stays up."""
+        while True:
+            try:
+                async with asyncio.TaskGroup() as group:
+                    group.create_task(self._capture(), name="capture")
+                    group.create_task(self._playout(), name="playout")
+                return
+            except* DeviceLost as lost:
+                self.log.warning("audio device lost; reopening", error=str(lost.exceptions[0]))
+            self.notifier.status("reopening audio devices")
+            await self._close_devices()
+            self.source, self.sink = await self._open_pair()
+            assert self.playout is not None and self.agent is not None
+            # A fresh pump over the same jitter buffer: a reply goes on where it was.
+            self.playout = Playout(self.sink, self.playout.jitter, clock=self.clock)
+            self.agent.playout = self.playout
+            self.agent.detector.reset()
+            self.log.info("audio devices reopened")
+
     async def _capture(self) -> None:
-        assert self.agent is not None
+        assert self.agent is not None and self.source is not None
+        source = self.source
         frame_s = 0.02
         while True:
-            source = self.source
-            assert source is not None
             try:
                 frame = await source.read_frame()
-            except DeviceLost as exc:
-                self.log.warning("microphone lost; reopening", error=str(exc))
-                with contextlib.suppress(Exception):
-                    await source.stop()
-                self.source = await self._open_with_retry("microphone", self.source_factory)
-                self.log.info("microphone reopened")
-                continue
             except EndOfStream:
                 self.log.info("audio input ended; listening stops, replies still play")
                 await self._stop.wait()
@@ -268,24 +296,7 @@ class Daemon:
 
     async def _playout(self) -> None:
         assert self.playout is not None
-        while True:
-            try:
-                await self.playout.run()
-                return
-            except DeviceLost as exc:
-                self.log.warning("speaker lost; reopening", error=str(exc))
-                old = self.sink
-                if old is not None:
-                    with contextlib.suppress(Exception):
-                        await old.stop()
-                self.sink = await self._open_with_retry(
-                    "speaker", lambda: self.sink_factory(self._output_rate_hz())
-                )
-                # A fresh pump over the same jitter buffer: the reply goes on where it was.
-                self.playout = Playout(self.sink, self.playout.jitter, clock=self.clock)
-                if self.agent is not None:
-                    self.agent.playout = self.playout
-                self.log.info("speaker reopened")
+        await self.playout.run()
 
     async def _connections(self) -> None:
         agent = self.agent

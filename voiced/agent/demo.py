@@ -21,6 +21,7 @@ from voiced.agent.errors import EXIT_FAILURE
 from voiced.agent.timeline import TurnTimeline
 from voiced.config import load_config
 from voiced.devices.base import AudioSink, AudioSource, DeviceError, open_sink, open_source
+from voiced.devices.portaudio import reinitialise
 from voiced.emulator import EmulatorSettings, load_scenario, serve_emulator
 from voiced.log import configure as configure_logging
 from voiced.log import register_secret
@@ -131,7 +132,10 @@ async def demo(args: argparse.Namespace) -> int:
             if not finished.done() and turn.chat_id is not None:
                 finished.set_result(turn)
 
-        daemon = Daemon(config, source, sink, on_turn=on_turn)
+        rescan = None
+        if args.live or args.play:
+            rescan = reinitialise
+        daemon = Daemon(config, source, sink, on_turn=on_turn, rescan_devices=rescan)
         runner = asyncio.create_task(daemon.run(), name="daemon")
         try:
             waiter: asyncio.Future[TurnTimeline] = finished

@@ -7,6 +7,7 @@ from pathlib import Path
 from voiced.agent.daemon import Daemon, SinkFactory, SourceFactory
 from voiced.config import VoicedConfig
 from voiced.devices.base import AudioSink, AudioSource, DeviceError, open_sink, open_source
+from voiced.devices.portaudio import reinitialise
 
 
 def device_factories(
@@ -39,7 +40,10 @@ async def run_command(
 ) -> int:
     """Run the daemon until SIGTERM/SIGINT or a fatal error; returns the exit code."""
     source, sink = device_factories(config, input_wav, output_wav)
-    daemon = Daemon(config, source, sink, config_path=config_path)
+    rescan = None
+    if input_wav is None or output_wav is None:
+        rescan = reinitialise
+    daemon = Daemon(config, source, sink, config_path=config_path, rescan_devices=rescan)
     try:
         return await daemon.run()
     except DeviceError as exc:
