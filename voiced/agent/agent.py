@@ -540,7 +540,7 @@ class Agent:
         self.counters.turns += 1
         self.latency.add("first_delta_to_first_sample", turn.first_delta_s, turn.first_sample_s)
         self.timelines.append(turn)
-        self.log.info("turn", **turn.summary())
+        self.log.info("turn", logid=self.session.last_logid, **turn.summary())
         if self.on_turn_summary is not None:
             self.on_turn_summary(turn)
 

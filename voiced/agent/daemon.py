@@ -110,14 +110,27 @@ class Daemon:
         self.connections_opened = 0
         self.ready = asyncio.Event()
         self._stop = asyncio.Event()
+        self._overdue: asyncio.TimerHandle | None = None
         self._sigint_count = 0
         self._last_connection_activity_s = clock()
 
     # --- control ------------------------------------------------------------------------------------
 
     def request_stop(self) -> None:
-        """Begin a graceful shutdown (what SIGTERM and the first SIGINT do)."""
+        """Begin a graceful shutdown (what SIGTERM and the first SIGINT do).
+
+        When the daemon owns the process (signal handlers installed), a shutdown that takes longer
+        than SHUTDOWN_DEADLINE_S ends the process anyway: systemd must never wait on a hung close.
+        """
+        if self._stop.is_set():
+            return
         self._stop.set()
+        if self.install_signal_handlers:
+            self._overdue = asyncio.get_running_loop().call_later(SHUTDOWN_DEADLINE_S, self._shutdown_overdue)
+
+    def _shutdown_overdue(self) -> None:
+        self.log.error(f"shutdown took longer than {SHUTDOWN_DEADLINE_S:.0f} s; exiting now")
+        os._exit(1)
 
     def _on_sigint(self) -> None:
         self._sigint_count += 1
@@ -190,6 +203,8 @@ class Daemon:
         finally:
             self.notifier.stopping()
             await self._close_devices()
+            if self._overdue is not None:
+                self._overdue.cancel()
             if self.install_signal_handlers:
                 for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
                     loop.remove_signal_handler(sig)
