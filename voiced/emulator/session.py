@@ -632,12 +632,18 @@ class Session:
         self._turn_faults = turn.faults
         self._downlink.reply_audio_deltas = 0
         self._stale_source = lambda: runner.audio
-        self._speaker = self._spawn(self._run_speech(runner.run()))
+        self._speaker = self._spawn(self._run_speech(runner.run))
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        # A group that is shutting down refuses new tasks; close the coroutine so it is not leaked.
         if self._tg is None:
+            coro.close()
             raise RuntimeError("session is not running")
-        return self._tg.create_task(coro)
+        try:
+            return self._tg.create_task(coro)
+        except RuntimeError:
+            coro.close()
+            raise
 
     async def _stop_speaking(self) -> bool:
         """Cancel the reply / generated speech in progress; True when there was one."""
@@ -708,11 +714,13 @@ class Session:
         output = self._output_config()
         sender = generated_speech_sender(self, output, output.speech_rate or 0)
         self._stale_source = lambda: sender
-        self._speaker = self._spawn(self._run_speech(generate_audio(self, sender, text)))
+        self._speaker = self._spawn(self._run_speech(lambda: generate_audio(self, sender, text)))
 
-    async def _run_speech(self, speech: Coroutine[Any, Any, None]) -> None:
+    async def _run_speech(self, speech: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        # Take a factory, not a coroutine: a task cancelled before its first step would otherwise
+        # leave the coroutine it was given never awaited.
         try:
-            await speech
+            await speech()
         finally:
             if self._speaker is asyncio.current_task():
                 self._speaker = None
