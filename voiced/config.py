@@ -37,6 +37,7 @@ from voiced.protocol.models import (
     PcmConfig,
     SessionConfig,
     TurnDetection,
+    deep_merge,
 )
 
 ENV_PREFIX = "VOICED_"
@@ -166,7 +167,7 @@ class SessionSettings(_Section):
         if self.user_language:
             config.asr_config = AsrConfig(user_language=self.user_language)
         if self.extra:
-            merged = _deep_merge(config.to_wire(), self.extra)
+            merged = deep_merge(config.to_wire(), self.extra)
             config = SessionConfig.model_validate(merged)
         return config
 
@@ -221,16 +222,6 @@ class VoicedConfig(_Section):
     def session_config(self) -> SessionConfig:
         """The ``chat.update`` data for this configuration."""
         return self.session.to_session_config(self.coze)
-
-
-def _deep_merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in override.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
-            merged[key] = _deep_merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
 
 
 def _set_path(target: dict[str, Any], dotted: str, value: Any) -> None:
@@ -312,7 +303,7 @@ def load_config(
             raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
     env = env_overrides(environ)
     if env:
-        data = _deep_merge(data, env)
+        data = deep_merge(data, env)
         source += " + VOICED_* environment"
     for dotted, value in (overrides or {}).items():
         _set_path(data, dotted, value)

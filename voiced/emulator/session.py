@@ -74,6 +74,7 @@ from voiced.protocol.models import (
     SessionConfig,
     ToolCall,
     TurnDetection,
+    deep_merge,
 )
 
 log = structlog.get_logger("voiced.emulator")
@@ -114,19 +115,9 @@ def default_config() -> SessionConfig:
     )
 
 
-def _deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in update.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _deep_merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
 def merge_config(current: SessionConfig, update: SessionConfig) -> SessionConfig:
     """``current`` with ``update`` merged in, field by field. Raises ValueError for a bad value."""
-    merged = SessionConfig.model_validate(_deep_merge(current.to_wire(), update.to_wire()))
+    merged = SessionConfig.model_validate(deep_merge(current.to_wire(), update.to_wire()))
     problems = _config_problems(merged)
     if problems:
         raise ValueError("; ".join(problems))
