@@ -150,3 +150,41 @@ async def test_daemon_without_devices_reports_and_exits(tmp_path: Path) -> None:
         daemon = Daemon(daemon_config(emu), source, sink, install_signal_handlers=False)  # type: ignore[arg-type]
         with pytest.raises(PortAudioMissing, match="apt-get install libportaudio2"):
             await asyncio.wait_for(daemon.run(), 10)
+
+
+class ExplodingDecoder:
+    """A decoder with a bug: the daemon must survive it."""
+
+    codec = "pcm"
+    sample_rate_hz = 24000
+    errors = 0
+
+    def decode(self, payload: bytes) -> bytes:
+        raise ZeroDivisionError("a bug in a decoder")
+
+    def conceal(self, n_samples: int) -> bytes:
+        return bytes(2 * n_samples)
+
+
+async def test_an_internal_error_costs_one_event_not_the_daemon() -> None:
+    async with serve_emulator(EmulatorSettings(port=0, scenario=load_scenario("echo"))) as emu:
+        source = MemorySource(utterance_pcm(), paced=True, after_end="silence")
+        async with running_daemon(daemon_config(emu), source) as h:
+            agent = h.daemon.agent
+            assert agent is not None
+            good = agent.decoder
+            agent.decoder = ExplodingDecoder()
+            await emu.wait_for(lambda e: isinstance(e, ev.InputAudioBufferComplete), 20)
+            async with asyncio.timeout(20):
+                while agent.counters.internal_errors == 0:
+                    await asyncio.sleep(0.02)
+            agent.decoder = good
+            source.append(utterance_pcm())
+            turn = await h.next_turn()
+            while turn.played_ms == 0:
+                turn = await h.next_turn()
+            errors = agent.counters.internal_errors
+            connections = emu.connections_total
+    assert errors > 0
+    assert turn.played_ms > 300
+    assert connections == 1

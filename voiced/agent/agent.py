@@ -62,6 +62,7 @@ class AgentCounters:
     tool_batches: int = 0
     server_errors: int = 0
     turns: int = 0
+    internal_errors: int = 0
 
 
 class _RateLimitedWarning:
@@ -330,7 +331,18 @@ class Agent:
 
     def _on_frame(self, frame: str | bytes, group: asyncio.TaskGroup) -> None:
         for result in self.session.receive(frame):
-            self._dispatch(result, group)
+            try:
+                self._dispatch(result, group)
+            except FatalError:
+                raise
+            except Exception:
+                # A bug in handling one event must not end the conversation: log it and go on.
+                self.counters.internal_errors += 1
+                self.log.exception(
+                    "internal error while handling a server event; continuing",
+                    event_type=type(result).__name__,
+                    logid=self.session.last_logid,
+                )
 
     def _dispatch(self, result: object, group: asyncio.TaskGroup) -> None:
         now = self.clock()

@@ -307,7 +307,12 @@ class Daemon:
                 self.log.info("audio input ended; listening stops, replies still play")
                 await self._stop.wait()
                 return
-            self.agent.on_mic_frame(frame, self.clock() - frame_s)
+            try:
+                self.agent.on_mic_frame(frame, self.clock() - frame_s)
+            except Exception:
+                # One bad frame must not stop listening.
+                self.agent.counters.internal_errors += 1
+                self.log.exception("internal error on a microphone frame; continuing")
 
     async def _playout(self) -> None:
         assert self.playout is not None
@@ -333,6 +338,15 @@ class Daemon:
             self.ws = ws
             try:
                 await agent.serve_connection(ws)
+            except* FatalError:
+                raise
+            except* Exception as unexpected:
+                # A bug must cost one connection, not the daemon: reconnect.
+                self.log.error(
+                    "internal error on the connection; reconnecting",
+                    error=repr(unexpected.exceptions[0]),
+                    exc_info=unexpected,
+                )
             finally:
                 self.ws = None
                 with contextlib.suppress(Exception):
