@@ -169,7 +169,9 @@ class PulseServer:
         # The pipe source has no clock of its own: it takes data as fast as it comes. Feed exactly
         # real time (silence when nothing is said), or PortAudio callbacks run dry and stop.
         n = self.mic_rate_hz * _FEED_BLOCK_MS // 1000
-        fd = os.open(self.mic_fifo, os.O_RDWR)
+        # Non-blocking: while nobody records, PulseAudio may stop reading the FIFO; a real mic then
+        # just loses the sound, and the feeder must never hang on a full pipe (stop() joins it).
+        fd = os.open(self.mic_fifo, os.O_RDWR | os.O_NONBLOCK)
         try:
             t0 = time.monotonic()
             k = 0
@@ -180,6 +182,8 @@ class PulseServer:
                     time.sleep(delay)
                 try:
                     os.write(fd, self._next_mic_block(n))
+                except BlockingIOError:
+                    pass
                 except OSError:
                     return
                 self.mic_samples_fed += n
