@@ -21,7 +21,7 @@ from websockets.exceptions import ConnectionClosed
 
 from voiced.agent.errors import FATAL_SERVER_CODES, FatalError
 from voiced.agent.timeline import LatencyStats, TurnTimeline
-from voiced.audio.codec import Decoder, Encoder, make_decoder, make_encoder
+from voiced.audio.codec import Decoder, Encoder, PcmDecoder, make_decoder, make_encoder
 from voiced.audio.vad import SpeechAudio, SpeechEnded, SpeechStarted, TurnDetector
 from voiced.config import VoicedConfig
 from voiced.devices.playout import Playout
@@ -428,6 +428,9 @@ class Agent:
             self.log.warning(message, occurrences=count, logid=self.session.last_logid, **fields)
 
     def _on_chat_created(self, chat_id: str, now_s: float) -> None:
+        if isinstance(self.decoder, PcmDecoder):
+            # A stray odd byte of the previous reply must not shift this one's samples.
+            self.decoder.reset()
         turn = self._turn if self._turn is not None and self._turn.chat_id is None else None
         if turn is None:
             # A text turn or a prologue: no local speech preceded it.
