@@ -70,6 +70,7 @@ async def test_run_sends_ready_then_stops_on_sigterm_without_leaking_the_token(t
             env=voiced_env(
                 COZE_API_TOKEN=TOKEN,
                 NOTIFY_SOCKET=str(notify_path),
+                WATCHDOG_USEC="2000000",
                 VOICED_CONFIG=str(tmp_path / "empty.toml"),
             ),
             cwd=ROOT,
@@ -83,6 +84,9 @@ async def test_run_sends_ready_then_stops_on_sigterm_without_leaking_the_token(t
         messages: list[str] = []
         async with asyncio.timeout(30):
             while not any("READY=1" in m for m in messages):
+                messages.append((await loop.sock_recv(notify, 4096)).decode())
+            # The watchdog is fed while mic frames flow and the connection is up.
+            while not any("WATCHDOG=1" in m for m in messages):
                 messages.append((await loop.sock_recv(notify, 4096)).decode())
         # Let a whole turn happen (the tool call included) before stopping.
         await emu.wait_for(lambda e: type(e).__name__ == "ConversationChatSubmitToolOutputs", 30)

@@ -68,3 +68,13 @@ async def test_conversation_through_portaudio_survives_a_sound_server_restart(pu
     assert turns[1].played_ms > 500
     assert rms(second_reply) > 200
     assert connections == 1  # the WebSocket stayed up through the device loss
+
+
+async def test_check_opens_the_real_devices(pulse: PulseServer) -> None:
+    from voiced.agent.check import collect_checks, render
+
+    async with serve_emulator(EmulatorSettings(port=0)) as emu:
+        results = await collect_checks(daemon_config(emu), open_devices=True)
+    table = render(results)
+    assert all(r.ok for r in results), table
+    assert "microphone opens and delivers audio" in table and "speaker opens" in table
