@@ -65,8 +65,14 @@ want_stamp="$(sha256sum pyproject.toml | cut -d' ' -f1)$extras"
 have_stamp=$(cat "$stamp" 2>/dev/null || true)
 # A test install also satisfies a plain one.
 if [ "$have_stamp" != "$want_stamp" ] && [ "$have_stamp" != "${want_stamp}[test]" ]; then
-  log "installing Python packages into $venv"
-  "$venv/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null
-  "$venv/bin/python" -m pip install -q --disable-pip-version-check -e ".$extras"
+  log "installing Python packages into $venv (log: $venv/pip.log)"
+  # pip and the build backend are chatty; keep their output for when something fails.
+  if ! { "$venv/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip &&
+         "$venv/bin/python" -m pip install -q --disable-pip-version-check -e ".$extras"; } \
+       >"$venv/pip.log" 2>&1; then
+    tail -n 30 "$venv/pip.log" >&2
+    log "installing the Python packages failed; the whole log is $venv/pip.log"
+    exit 1
+  fi
   printf '%s' "$want_stamp" >"$stamp"
 fi
