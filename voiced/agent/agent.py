@@ -111,6 +111,7 @@ class Agent:
             config.session.input_codec, MIC_RATE_HZ, MIC_FRAME_MS, config.audio.opus
         )
         self.decoder: Decoder = make_decoder(config.session.output_codec, self.output_rate_hz)
+        self._decoding_chat_id: str | None = None
         self.counters = AgentCounters()
         self.latency = LatencyStats()
         self.timelines: deque[TurnTimeline] = deque(maxlen=50)
@@ -444,6 +445,10 @@ class Agent:
         turn = self._by_chat.get(chunk.chat_id)
         if turn is not None and turn.first_delta_s is None:
             turn.first_delta_s = now_s
+        if chunk.chat_id != self._decoding_chat_id and isinstance(self.decoder, PcmDecoder):
+            # Speech from input_text.generate_audio has no chat.created: reset on any change of chat.
+            self.decoder.reset()
+        self._decoding_chat_id = chunk.chat_id
         pcm = pcm_scale(self.decoder.decode(chunk.payload), self.volume_pct / 100.0)
         if pcm:
             self.playout.push(chunk.chat_id, pcm, now_s)
