@@ -14,6 +14,7 @@ from websockets.exceptions import InvalidHandshake, InvalidStatus
 from voiced import __version__
 from voiced.agent.errors import EXIT_NOPERM, FatalError, TransientError
 from voiced.config import CozeSettings, is_loopback_host
+from voiced.log import register_secret
 
 _SUPPORTS_PROXY = "proxy" in inspect.signature(connect.__init__).parameters
 
@@ -57,6 +58,9 @@ async def open_connection(coze: CozeSettings) -> ClientConnection:
         raise FatalError(
             "coze.bot_id is empty: set it to the id of your bot (the number in its URL)", EXIT_NOPERM
         )
+    # websockets logs the Authorization header at debug level: whoever built this config (the CLI,
+    # an embedding program, the tests' harness), the token is redacted from every log line.
+    register_secret(coze.token.get_secret_value())
     kwargs: dict[str, Any] = {}
     host = urlsplit(coze.base_url).hostname or ""
     if _SUPPORTS_PROXY and is_loopback_host(host):
