@@ -355,11 +355,16 @@ class Daemon:
             if up_s >= self.config.reconnect.stable_after_s:
                 backoff.reset()
             delay = backoff.next_delay_s()
+            # When this side gave up (a frame over coze.max_frame_bytes: 1009), close_code says only
+            # 1006; what we sent is the reason.
+            sent = ws.protocol.close_sent
             self.log.warning(
                 "connection lost; reconnecting",
                 up_s=round(up_s, 1),
                 close_code=ws.close_code,
                 close_reason=ws.close_reason or None,
+                sent_close_code=sent.code if sent is not None else None,
+                sent_close_reason=(sent.reason or None) if sent is not None else None,
                 retry_in_s=round(delay, 2),
             )
             self.notifier.status("reconnecting")
