@@ -449,7 +449,17 @@ class Agent:
             # Speech from input_text.generate_audio has no chat.created: reset on any change of chat.
             self.decoder.reset()
         self._decoding_chat_id = chunk.chat_id
+        errors = self.decoder.errors
         pcm = pcm_scale(self.decoder.decode(chunk.payload), self.volume_pct / 100.0)
+        if self.decoder.errors > errors:
+            # The decoder conceals a corrupt packet rather than fail; the problem must still be seen.
+            self.counters.invalid_frames += 1
+            self._warn_once(
+                "corrupt_audio",
+                "corrupt audio delta concealed",
+                chat_id=chunk.chat_id,
+                codec=self.decoder.codec,
+            )
         if pcm:
             self.playout.push(chunk.chat_id, pcm, now_s)
 
