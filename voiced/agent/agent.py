@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from collections import deque
 from collections.abc import Callable
@@ -19,7 +20,7 @@ import numpy as np
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
-from voiced.agent.errors import FATAL_SERVER_CODES, FatalError
+from voiced.agent.errors import EXIT_CONFIG, FATAL_SERVER_CODES, FatalError
 from voiced.agent.timeline import LatencyStats, TurnTimeline
 from voiced.audio.codec import Decoder, Encoder, PcmDecoder, make_decoder, make_encoder
 from voiced.audio.vad import SpeechAudio, SpeechEnded, SpeechStarted, TurnDetector
@@ -31,7 +32,9 @@ from voiced.protocol import events as ev
 from voiced.protocol.models import ToolCall, ToolOutput
 from voiced.protocol.session import (
     AudioChunk,
+    ChatCancelled,
     ClientSession,
+    ConnectionState,
     InvalidAudio,
     OutOfOrder,
     SessionStateError,
@@ -44,6 +47,8 @@ MIC_FRAME_MS = 20
 MIC_FRAME_BYTES = MIC_RATE_HZ * MIC_FRAME_MS // 1000 * 2
 
 _COMPLETE = object()
+#: Turns kept while their chat is in flight; older ones are summarised and forgotten.
+MAX_TRACKED_CHATS = 64
 
 
 @dataclass(slots=True)
@@ -128,6 +133,7 @@ class Agent:
         self._by_chat: dict[str, TurnTimeline] = {}
         self._ended: list[TurnTimeline] = []
         self._in_user_turn = False
+        self._push_to_talk = False
         self._gated = False
         self._connected = False
         self._last_downlink_s: float | None = None
@@ -192,6 +198,10 @@ class Agent:
         if self._gated:
             self._gated = False
             self.detector.reset()
+        if self._push_to_talk and not self.server_vad:
+            # Held push-to-talk: every frame is the user's, whatever the detector thinks.
+            self._enqueue_audio(frame, captured_at_s)
+            return
         level = self.playout.level_dbfs if speaking else None
         for event in self.detector.feed(frame, captured_at_s, level):
             match event:
@@ -225,13 +235,22 @@ class Agent:
         self._uplink_append((event.timestamp_s, _COMPLETE))
 
     def push_to_talk(self, pressed: bool) -> None:
-        """A push-to-talk press interrupts the reply; its release ends the user's turn."""
+        """A press interrupts the reply and opens a turn that takes every mic frame; the release ends it.
+
+        In ``server_vad`` mode the cloud still decides the turns; a press only interrupts.
+        """
         now = self.clock()
         if pressed:
             if self.reply_active():
                 self._barge_in_onset_s = now
                 self.interrupt("push-to-talk", send_cancel=True)
+            if not self.server_vad and not self._push_to_talk:
+                self._push_to_talk = True
+                self._in_user_turn = True
+                self.detector.reset()
+                self._turn = TurnTimeline(speech_start_s=now, underruns_at_start=self._underruns())
             return
+        self._push_to_talk = False
         if self._in_user_turn and not self.server_vad:
             self._in_user_turn = False
             self.detector.reset()
@@ -240,6 +259,9 @@ class Agent:
             self._uplink_append((now, _COMPLETE))
 
     def _enqueue_audio(self, pcm: bytes, captured_at_s: float) -> None:
+        if not self._connected:
+            # Offline: a new connection starts from an empty input buffer anyway; save the CPU.
+            return
         for start in range(0, len(pcm) - MIC_FRAME_BYTES + 1, MIC_FRAME_BYTES):
             try:
                 payload = self.encoder.encode(pcm[start : start + MIC_FRAME_BYTES])
@@ -260,29 +282,51 @@ class Agent:
         """Stop the reply now: fade the output out, drop its audio, cancel its tool calls.
 
         ``send_cancel`` sends ``conversation.chat.cancel`` (when this device decided to interrupt).
+        Both the chat being heard and the one in progress (they differ when a finished reply is
+        still playing while the next one runs its tools) are dropped.
         """
         now = self.clock()
-        chat_id = self.playing_chat_id or self.session.current_chat_id
-        played_ms = self.playout.interrupt(chat_id, self.config.agent.interrupt_fade_ms)
-        self.counters.interrupts += 1
+        targets = list(dict.fromkeys(c for c in (self.playing_chat_id, self.session.current_chat_id) if c))
         if send_cancel and self._connected and self.session.current_chat_id is not None:
             with contextlib.suppress(SessionStateError):
                 self._control.append(self.session.cancel())
-        if chat_id is not None:
-            self.session.mark_cancelled(chat_id)
-            self._cancel_tools(chat_id)
-            turn = self._by_chat.get(chat_id)
-            if turn is not None:
-                turn.interrupted = True
-                turn.interrupted_s = now
-                turn.played_ms = played_ms
-                self._end_turn(turn)
+        played_ms = 0.0
+        if targets:
+            played_ms = max(self._drop_chat(chat_id, now) for chat_id in targets)
+        else:
+            self.playout.interrupt(None, self.config.agent.interrupt_fade_ms)
+        self._cancel_tools_of_cancelled_chats()
+        self.counters.interrupts += 1
         self._wake.set()
-        self.log.info("reply interrupted", reason=reason, chat_id=chat_id, played_ms=round(played_ms, 1))
+        self.log.info(
+            "reply interrupted",
+            reason=reason,
+            chat_ids=targets,
+            played_ms=round(played_ms, 1),
+            logid=self.session.last_logid,
+        )
         if reason in ("barge-in", "push-to-talk"):
             self.latency.add("barge_in_to_silent", self._barge_in_onset_s, now)
         elif reason == "server speech_started":
             self.latency.add("server_speech_started_to_silent", self._server_speech_s, now)
+
+    def _drop_chat(self, chat_id: str, now_s: float) -> float:
+        """Silence and forget one chat: queued and later audio, tool calls, its turn. Returns ms played."""
+        played_ms = self.playout.interrupt(chat_id, self.config.agent.interrupt_fade_ms)
+        self.session.mark_cancelled(chat_id)
+        self._cancel_tools(chat_id)
+        turn = self._by_chat.get(chat_id)
+        if turn is not None:
+            turn.interrupted = True
+            turn.interrupted_s = now_s
+            turn.played_ms = played_ms
+            self._end_turn(turn)
+        return played_ms
+
+    def _cancel_tools_of_cancelled_chats(self) -> None:
+        for chat_id in list(self._tool_tasks):
+            if self.session.is_cancelled(chat_id):
+                self._cancel_tools(chat_id)
 
     def resend_config(self) -> None:
         """Send the session's (changed) config now, if connected; audio pauses until ``chat.updated``."""
@@ -310,17 +354,45 @@ class Agent:
         try:
             async with asyncio.TaskGroup() as group:
                 sender = group.create_task(self._sender(ws), name="uplink")
+                deadline = group.create_task(self._config_deadline(ws), name="config-deadline")
                 await self._downlink(ws, group)
+                # The socket is gone: nothing of this connection may outlive it.
                 sender.cancel()
+                deadline.cancel()
+                for chat_id in list(self._tool_tasks):
+                    self._cancel_tools(chat_id)
         finally:
             self._connected = False
-            for chat_id in list(self._tool_tasks):
-                self._cancel_tools(chat_id)
-            self._in_user_turn = False
-            abandoned = self.session.connection_lost()
-            if abandoned:
-                self.log.info("tool calls abandoned with the connection", chat_ids=abandoned)
-            self.session.reconnected()
+            self._connection_ended()
+
+    def _connection_ended(self) -> None:
+        for chat_id in list(self._tool_tasks):
+            self._cancel_tools(chat_id)
+        self._in_user_turn = False
+        self._push_to_talk = False
+        abandoned = self.session.connection_lost()
+        if abandoned:
+            self.log.info("tool calls abandoned with the connection", chat_ids=abandoned)
+        # What already arrived plays out; nothing more will come for these chats.
+        now = self.clock()
+        for turn in list(self._by_chat.values()):
+            if turn.chat_id is not None:
+                self.playout.complete(turn.chat_id)
+            if turn not in self._ended:
+                turn.chat_done_s = now
+                self._ended.append(turn)
+        self.session.reconnected()
+
+    async def _config_deadline(self, ws: ClientConnection) -> None:
+        """Close a connection that never reaches ``chat.updated``: the caller reconnects."""
+        await asyncio.sleep(self.config.coze.open_timeout_s)
+        if not self.session.ready:
+            self.log.warning(
+                "no chat.updated in time; reconnecting",
+                timeout_s=self.config.coze.open_timeout_s,
+                logid=self.session.last_logid,
+            )
+            await ws.close(code=1000, reason="no chat.updated")
 
     async def _downlink(self, ws: ClientConnection, group: asyncio.TaskGroup) -> None:
         try:
@@ -331,7 +403,12 @@ class Agent:
             pass
 
     def _on_frame(self, frame: str | bytes, group: asyncio.TaskGroup) -> None:
-        for result in self.session.receive(frame):
+        results = self.session.receive(frame)
+        # An event the session found out of order changed nothing there: do not act on it here.
+        ignored = any(isinstance(r, OutOfOrder) for r in results)
+        for result in results:
+            if ignored and isinstance(result, ev.EventBase):
+                continue
             try:
                 self._dispatch(result, group)
             except FatalError:
@@ -356,7 +433,11 @@ class Agent:
                 self._control.appendleft(self.session.update())
                 self._wake.set()
             case ev.ChatUpdated():
-                self.log.info("session configured", conversation_id=self.session.conversation_id)
+                self.log.info(
+                    "session configured",
+                    conversation_id=self.session.conversation_id,
+                    logid=self.session.last_logid,
+                )
                 self._wake.set()
                 if self.on_ready is not None:
                     self.on_ready()
@@ -370,10 +451,17 @@ class Agent:
                     self.playout.complete(chat_id)
             case ev.ConversationChatCompleted() | ev.ConversationChatFailed():
                 self._on_chat_done(result, now)
-            case ev.ConversationChatCanceled():
-                # After a local interrupt nothing of that chat plays any more: do not count it twice.
-                if self.playing_chat_id is not None:
-                    self.interrupt("server cancelled the reply", send_cancel=False)
+            case ChatCancelled():
+                # The session already counts the chat as cancelled; drop what was queued of it,
+                # whether or not it had started to play.
+                if result.chat_id in self._by_chat or result.chat_id in self._tool_tasks:
+                    self._drop_chat(result.chat_id, now)
+                    self.log.info(
+                        "reply cancelled by the server",
+                        chat_id=result.chat_id,
+                        reason=result.reason,
+                        logid=self.session.last_logid,
+                    )
             case ev.InputAudioBufferSpeechStarted():
                 self._server_speech_s = now
                 if self.playout.speaking or self.playing_chat_id is not None:
@@ -383,7 +471,7 @@ class Agent:
                 if self._turn is not None:
                     self._turn.speech_end_s = now
             case ev.ConversationAudioTranscriptCompleted():
-                self.log.info("heard", text=result.data.content)
+                self.log.info("heard", text=result.data.content, logid=self.session.last_logid)
                 if self._turn is not None:
                     self._turn.heard = result.data.content
             case ev.ConversationMessageCompleted():
@@ -439,6 +527,9 @@ class Agent:
         turn.chat_id = chat_id
         self._by_chat[chat_id] = turn
         self._turn = None
+        while len(self._by_chat) > MAX_TRACKED_CHATS:
+            oldest = next(iter(self._by_chat.values()))
+            self._end_turn(oldest)
 
     def _on_audio(self, chunk: AudioChunk, now_s: float) -> None:
         self.counters.audio_chunks += 1
@@ -479,7 +570,7 @@ class Agent:
             )
         # The server may skip audio.completed on failure; play what arrived.
         self.playout.complete(chat.id)
-        if turn is not None:
+        if turn is not None and turn not in self._ended:
             turn.chat_done_s = now_s
             self._ended.append(turn)
 
@@ -491,7 +582,14 @@ class Agent:
         if fatal is not None:
             exit_code, advice = fatal
             raise FatalError(f"Coze error {code} ({event.data.msg}): {advice} (logid {logid})", exit_code)
-        self.log.warning("server error", code=code, msg=event.data.msg, logid=logid)
+        if self.session.state is ConnectionState.CONFIGURING:
+            # The answer to chat.update: the session config itself is wrong, and will be on every retry.
+            raise FatalError(
+                f"Coze rejected the session configuration with error {code} ({event.data.msg}): "
+                f"fix the [session] settings (logid {logid})",
+                EXIT_CONFIG,
+            )
+        self._warn_once(f"server_error:{code}", "server error", code=code, msg=event.data.msg)
 
     # --- tools ---------------------------------------------------------------------------------------
 
@@ -510,10 +608,11 @@ class Agent:
             if self.runner is not None:
                 outputs = await self.runner.run(chat_id, calls)
             else:
-                outputs = [
-                    ToolOutput(tool_call_id=c.id, output='{"error": "plugins are disabled on this device"}')
-                    for c in calls
-                ]
+                outputs = _error_outputs(calls, "plugins are disabled on this device")
+        except Exception:
+            # The bot must get an answer even when the plugin host itself fails.
+            self.log.exception("the plugin host failed; answering with errors", chat_id=chat_id)
+            outputs = _error_outputs(calls, "the device failed to run this tool")
         finally:
             self._tool_tasks.pop(chat_id, None)
         if self.session.is_cancelled(chat_id) or chat_id not in self.session.pending_tool_calls:
@@ -528,6 +627,11 @@ class Agent:
     # --- sending -------------------------------------------------------------------------------------
 
     async def _sender(self, ws: ClientConnection) -> None:
+        # A send on a socket that just died ends the sender quietly; the downlink sees the close.
+        with contextlib.suppress(ConnectionClosed):
+            await self._send_loop(ws)
+
+    async def _send_loop(self, ws: ClientConnection) -> None:
         while True:
             await self._wake.wait()
             self._wake.clear()
@@ -598,6 +702,13 @@ class Agent:
             and not self._ended
             and not self._by_chat
         )
+
+
+def _error_outputs(calls: list[ToolCall], message: str) -> list[ToolOutput]:
+    return [
+        ToolOutput(tool_call_id=c.id, output=json.dumps({"error": message, "tool": c.function.name}))
+        for c in calls
+    ]
 
 
 def pcm_scale(pcm: bytes, gain: float) -> bytes:

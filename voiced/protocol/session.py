@@ -137,6 +137,17 @@ class ToolCallsRequested:
 
 
 @dataclass(frozen=True, slots=True)
+class ChatCancelled:
+    """The server ended ``chat_id`` (``chat.canceled``, or the user spoke over it in ``server_vad``).
+
+    Drop everything queued of that chat and cancel its tool calls; later audio of it is stale.
+    """
+
+    chat_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class OutOfOrder:
     """A server event that the protocol does not expect in ``state``; it was ignored. Log it."""
 
@@ -144,7 +155,9 @@ class OutOfOrder:
     state: ConnectionState
 
 
-SessionEvent = AnyServerEvent | AudioChunk | StaleAudio | InvalidAudio | ToolCallsRequested | OutOfOrder
+SessionEvent = (
+    AnyServerEvent | AudioChunk | StaleAudio | InvalidAudio | ToolCallsRequested | ChatCancelled | OutOfOrder
+)
 ReceiveResult = SessionEvent | UnknownEvent | MalformedEvent
 
 
@@ -248,14 +261,10 @@ class ClientSession:
                     self.current_chat_id = None
                 return [event]
             case ConversationChatCanceled():
-                if self.current_chat_id is not None:
-                    self.mark_cancelled(self.current_chat_id)
-                return [event]
+                return [event, *self._server_cancelled("cancelled by the server")]
             case InputAudioBufferSpeechStarted():
                 # server_vad: the user talks over the reply; its remaining audio is stale (§4).
-                if self.current_chat_id is not None:
-                    self.mark_cancelled(self.current_chat_id)
-                return [event]
+                return [event, *self._server_cancelled("user speech (server_vad)")]
             case _:
                 return [event]
 
@@ -270,6 +279,13 @@ class ClientSession:
         if self._try_move(move):
             return [event]
         return [event, OutOfOrder(event.event_type, self.state)]
+
+    def _server_cancelled(self, reason: str) -> list[ReceiveResult]:
+        chat_id = self.current_chat_id
+        if chat_id is None:
+            return []
+        self.mark_cancelled(chat_id)
+        return [ChatCancelled(chat_id, reason)]
 
     def _audio(self, event: ConversationAudioDelta) -> AudioChunk | StaleAudio | InvalidAudio:
         chat_id = event.data.chat_id or GENERATED_AUDIO_CHAT_ID
