@@ -111,8 +111,19 @@ def test_token_sources_and_secrecy(tmp_path: Path) -> None:
     creds = tmp_path / "creds"
     creds.mkdir()
     (creds / "coze-token").write_text("from-credential")
-    config = load_config(None, environ={"CREDENTIALS_DIRECTORY": str(creds), "COZE_API_TOKEN": "env"})
+    config = load_config(
+        None,
+        environ={"CREDENTIALS_DIRECTORY": str(creds), "COZE_API_TOKEN": "env"},
+        overrides={"coze.token_file": str(token_file)},
+    )
     assert config.coze.token is not None and config.coze.token.get_secret_value() == "from-credential"
+    config = load_config(None, environ={}, overrides={"coze.token": "  spaced-token\n"})
+    assert config.coze.token is not None and config.coze.token.get_secret_value() == "spaced-token"
+
+
+def test_bad_session_extra_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match=r"session\.extra"):
+        load_config(None, environ={}, overrides={"session.extra": {"input_audio": {"sample_rate": "fast"}}})
 
 
 def test_insecure_ws_refused_to_remote_hosts() -> None:

@@ -38,7 +38,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     for item in args.set:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise ConfigError(f"--set {item!r}: use KEY=VALUE, e.g. --set coze.bot_id=7496")
+            # Not echoed: a mistyped token setting would land on the terminal.
+            raise ConfigError("--set needs KEY=VALUE, e.g. --set coze.bot_id=7496")
         found[key.strip()] = parse_value(value.strip())
     if getattr(args, "log_level", None):
         found["log.level"] = args.log_level
@@ -123,7 +124,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         from voiced.agent.run import run_command
 
         config, path = load_cli_config(args)
-        return asyncio.run(run_command(config, path, args.input_wav, args.output_wav))
+        return asyncio.run(run_command(config, path, args.input_wav, args.output_wav, _overrides(args)))
     if command == "demo":
         from voiced.agent.demo import run_demo
 

@@ -178,7 +178,6 @@ class AgentSettings(_Section):
     barge_in: bool = Field(True, description="Let the user interrupt the device by speaking over it.")
     half_duplex: bool = Field(False, description="Mute the mic while the device talks (no echo canceller).")
     interrupt_fade_ms: float = Field(10.0, ge=0, le=100)
-    tool_grace_s: float = Field(1.0, ge=0, description="Extra time beyond a tool's timeout before giving up.")
     uplink_queue_ms: int = Field(2000, ge=100, description="Audio queued for a slow socket; oldest dropped.")
     volume_pct: int = Field(100, ge=0, le=100)
 
@@ -313,21 +312,31 @@ def load_config(
         config = VoicedConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_format_errors(source, exc)) from None
+    try:
+        # session.extra is merged into chat.update as is: check now, not at the first connection.
+        config.session_config()
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(f"{source}: session.extra", exc)) from None
     _resolve_token(config, environ, warn if warn is not None else [])
     return config
 
 
 def _resolve_token(config: VoicedConfig, environ: Mapping[str, str], warn: list[str]) -> None:
-    """Fill ``coze.token`` from: the config, the token file, a systemd credential, COZE_API_TOKEN."""
+    """Fill ``coze.token`` from: the config, a systemd credential, the token file, COZE_API_TOKEN.
+
+    The credential comes before ``token_file`` because under systemd the service user usually
+    cannot read the file the credential was loaded from.
+    """
     coze = config.coze
-    if coze.token is not None and coze.token.get_secret_value():
-        return
-    if coze.token_file is not None:
-        coze.token = SecretStr(_read_token_file(coze.token_file, warn))
+    if coze.token is not None and coze.token.get_secret_value().strip():
+        coze.token = SecretStr(coze.token.get_secret_value().strip())
         return
     credentials = environ.get("CREDENTIALS_DIRECTORY")
     if credentials and (Path(credentials) / CREDENTIAL_NAME).is_file():
         coze.token = SecretStr(_read_token_file(Path(credentials) / CREDENTIAL_NAME, warn, check_mode=False))
+        return
+    if coze.token_file is not None:
+        coze.token = SecretStr(_read_token_file(coze.token_file, warn))
         return
     from_env = environ.get(COZE_TOKEN_ENV, "").strip()
     if from_env:

@@ -62,6 +62,10 @@ class _RedactingFilter(logging.Filter):
         if _secrets:
             record.msg = redact(record.getMessage())
             record.args = None
+            if record.exc_info:
+                # Tracebacks quote local values and messages: render them now, redacted.
+                record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+                record.exc_info = None
         return True
 
 

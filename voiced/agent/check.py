@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 from dataclasses import dataclass
 
+from websockets.exceptions import ConnectionClosed
+
 from voiced.agent.errors import EXIT_FAILURE, EXIT_OK, FatalError, TransientError
 from voiced.agent.transport import open_connection
 from voiced.config import VoicedConfig
@@ -41,6 +43,8 @@ async def _check_server(config: VoicedConfig, timeout_s: float) -> CheckResult:
         return CheckResult(name, False, "the server closed the connection before chat.updated")
     except TimeoutError:
         return CheckResult(name, False, f"no chat.updated within {timeout_s:.0f} s")
+    except ConnectionClosed as exc:
+        return CheckResult(name, False, f"the server closed the connection: {exc}")
     finally:
         with contextlib.suppress(Exception):
             await ws.close()
@@ -49,22 +53,30 @@ async def _check_server(config: VoicedConfig, timeout_s: float) -> CheckResult:
 async def _check_devices(config: VoicedConfig) -> list[CheckResult]:
     results = []
     devices = config.audio.devices
+    name = "microphone opens and delivers audio"
     try:
         source = open_source(devices, "portaudio")
-        await source.start()
-        frame = await asyncio.wait_for(source.read_frame(), timeout=2.0)
-        await source.stop()
-        results.append(CheckResult("microphone opens and delivers audio", True, f"{len(frame)}-byte frames"))
+        try:
+            await source.start()
+            frame = await asyncio.wait_for(source.read_frame(), timeout=2.0)
+            results.append(CheckResult(name, True, f"{len(frame)}-byte frames"))
+        finally:
+            with contextlib.suppress(Exception):
+                await source.stop()
     except (DeviceError, TimeoutError) as exc:
-        results.append(
-            CheckResult("microphone opens and delivers audio", False, str(exc) or "no frame in 2 s")
-        )
+        results.append(CheckResult(name, False, str(exc) or "no frame in 2 s"))
+    rate_hz = (
+        8000 if config.session.output_codec in ("g711a", "g711u") else config.session.output_sample_rate_hz
+    )
     try:
-        sink = open_sink(devices, "portaudio", config.session.output_sample_rate_hz)
-        await sink.start()
-        sink.check()
-        await sink.stop()
-        results.append(CheckResult("speaker opens", True, ""))
+        sink = open_sink(devices, "portaudio", rate_hz)
+        try:
+            await sink.start()
+            sink.check()
+            results.append(CheckResult("speaker opens", True, f"{rate_hz} Hz"))
+        finally:
+            with contextlib.suppress(Exception):
+                await sink.stop()
     except DeviceError as exc:
         results.append(CheckResult("speaker opens", False, str(exc)))
     return results

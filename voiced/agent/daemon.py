@@ -16,8 +16,9 @@ import os
 import random
 import signal
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 from websockets.asyncio.client import ClientConnection
 
@@ -32,7 +33,7 @@ from voiced.config import ConfigError, VoicedConfig, load_config
 from voiced.devices.base import AudioSink, AudioSource, DeviceLost, DeviceNotFound, EndOfStream
 from voiced.devices.playout import Playout
 from voiced.log import configure as configure_logging
-from voiced.log import get_logger
+from voiced.log import get_logger, register_secret
 from voiced.plugins import PluginRegistry, PluginSettings, ToolRunner
 
 SourceFactory = Callable[[], Awaitable[AudioSource]]
@@ -45,7 +46,10 @@ MIC_STALE_S = 3.0
 
 
 class Backoff:
-    """Exponential backoff with full jitter: the n-th wait is uniform in [0, min(cap, base·2ⁿ)]."""
+    """Exponential backoff with jitter: the n-th wait is uniform in [base/4, min(cap, base·2ⁿ)].
+
+    Full jitter spreads a fleet's reconnects; the small floor keeps one device from spinning.
+    """
 
     def __init__(self, initial_s: float, max_s: float, rng: random.Random | None = None) -> None:
         self.initial_s = initial_s
@@ -89,6 +93,7 @@ class Daemon:
         notifier: Notifier | None = None,
         install_signal_handlers: bool = True,
         on_turn: Callable[[TurnTimeline], None] | None = None,
+        config_overrides: Mapping[str, Any] | None = None,
         rescan_devices: Callable[[], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -100,6 +105,7 @@ class Daemon:
         self.install_signal_handlers = install_signal_handlers
         self.on_turn = on_turn
         self.rescan_devices = rescan_devices
+        self.config_overrides = dict(config_overrides or {})
         self.clock = clock
         self.log = get_logger("daemon")
         self.agent: Agent | None = None
@@ -147,22 +153,33 @@ class Daemon:
     def reload(self) -> None:
         """Re-read the config file (SIGHUP). An invalid file is reported and the old config kept.
 
-        Session settings are sent to the server at once; turn detection, volume and plugins change
-        in place; device changes need a restart.
+        Command-line overrides still apply. Session settings are sent to the server at once; turn
+        detection, volume and plugins change in place; codecs, rates and devices need a restart.
         """
         if self.config_path is None:
             self.log.info("reload requested but voiced runs without a config file; nothing to do")
             return
         warnings: list[str] = []
         try:
-            new = load_config(self.config_path, warn=warnings)
+            new = load_config(self.config_path, overrides=self.config_overrides, warn=warnings)
+            old = self.config
+            kept = _restart_only_changes(old, new)
+            if kept:
+                self.log.warning(
+                    "these settings change on restart only; keeping the running values", keys=kept
+                )
+                new = _keep_restart_only(old, new)
+            session_config = new.session_config()
         except ConfigError as exc:
             self.log.error("config reload failed; keeping the running config", error=str(exc))
             return
         for line in warnings:
             self.log.warning(line)
-        old = self.config
-        new.coze = old.coze if new.coze.token is None else new.coze
+        if new.coze.token is None:
+            new.coze.token = old.coze.token
+        if new.coze.token is not None:
+            register_secret(new.coze.token.get_secret_value())
+        # Everything is built: apply.
         self.config = new
         configure_logging(new.log.level, new.log.format)
         agent = self.agent
@@ -174,12 +191,9 @@ class Daemon:
                 agent.set_volume_pct(new.agent.volume_pct)
             if new.plugins != old.plugins:
                 agent.runner = build_runner(new.plugins, agent)
-            session_config = new.session_config()
             if session_config != agent.session.config:
                 agent.session.config = session_config
                 agent.resend_config()
-        if new.audio.devices != old.audio.devices:
-            self.log.warning("audio device settings change on restart only")
         self.log.info("config reloaded", path=str(self.config_path))
 
     # --- run ----------------------------------------------------------------------------------------
@@ -195,7 +209,8 @@ class Daemon:
             loop.add_signal_handler(signal.SIGUSR2, self._push_to_talk, False)
         self.notifier.status("opening audio devices")
         try:
-            await self._open_devices()
+            if not await self._until_stopped(self._open_devices()):
+                return EXIT_OK
             return await self._run_tasks()
         except FatalError as exc:
             self.log.error(str(exc), exit_code=exc.exit_code)
@@ -208,6 +223,22 @@ class Daemon:
             if self.install_signal_handlers:
                 for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
                     loop.remove_signal_handler(sig)
+
+    async def _until_stopped(self, work: Awaitable[None]) -> bool:
+        """Run ``work`` unless a stop comes first (then cancel it); True when it finished."""
+        job = asyncio.ensure_future(work)
+        stop = asyncio.ensure_future(self._stop.wait())
+        try:
+            await asyncio.wait({job, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+        if not job.done():
+            job.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await job
+            return False
+        job.result()
+        return True
 
     async def _open_devices(self) -> None:
         self.source, self.sink = await self._open_pair()
@@ -286,6 +317,14 @@ class Daemon:
                 return
             except* DeviceLost as lost:
                 self.log.warning("audio device lost; reopening", error=str(lost.exceptions[0]))
+            except* Exception as failed:
+                # Not a known device fault: a bug or a driver surprise. Reopen, but not in a hot loop.
+                self.log.error(
+                    "audio path failed; reopening the devices",
+                    error=repr(failed.exceptions[0]),
+                    exc_info=failed,
+                )
+                await asyncio.sleep(self.config.reconnect.device_retry_s)
             self.notifier.status("reopening audio devices")
             await self._close_devices()
             self.source, self.sink = await self._open_pair()
@@ -392,7 +431,10 @@ class Daemon:
         interval_s = min(0.25, self.notifier.watchdog_interval_s() or 0.25)
         while True:
             await asyncio.sleep(interval_s)
-            agent.tick()
+            try:
+                agent.tick()
+            except Exception:
+                self.log.exception("internal error in housekeeping; continuing")
             now = self.clock()
             if agent.healthy(now, MIC_STALE_S) and self.connection_healthy(now):
                 self.notifier.watchdog()
@@ -402,3 +444,32 @@ class Daemon:
 
 class _StopRequestedError(Exception):
     """Raised inside the task group to stop every task."""
+
+
+#: Settings that shape open streams and codecs: a reload keeps the running values.
+_RESTART_ONLY = (
+    ("session", "input_codec"),
+    ("session", "output_codec"),
+    ("session", "output_sample_rate_hz"),
+    ("session", "output_opus_frame_ms"),
+    ("audio", "devices"),
+    ("audio", "opus"),
+    ("audio", "jitter"),
+    ("coze", "base_url"),
+    ("coze", "bot_id"),
+)
+
+
+def _restart_only_changes(old: VoicedConfig, new: VoicedConfig) -> list[str]:
+    return [
+        f"{section}.{key}"
+        for section, key in _RESTART_ONLY
+        if getattr(getattr(old, section), key) != getattr(getattr(new, section), key)
+    ]
+
+
+def _keep_restart_only(old: VoicedConfig, new: VoicedConfig) -> VoicedConfig:
+    updated = new.model_copy(deep=True)
+    for section, key in _RESTART_ONLY:
+        setattr(getattr(updated, section), key, getattr(getattr(old, section), key))
+    return updated

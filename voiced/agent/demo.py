@@ -19,6 +19,7 @@ from typing import Any
 from voiced.agent.daemon import Daemon
 from voiced.agent.errors import EXIT_FAILURE
 from voiced.agent.timeline import TurnTimeline
+from voiced.audio.codec import CodecUnavailable
 from voiced.config import load_config
 from voiced.devices.base import AudioSink, AudioSource, DeviceError, open_sink, open_source
 from voiced.devices.portaudio import reinitialise
@@ -148,14 +149,14 @@ async def demo(args: argparse.Namespace) -> int:
                 print(f"voiced demo: no reply within {args.timeout_s:.0f} s", file=sys.stderr)
                 return EXIT_FAILURE
             turn = waiter.result()
-        except DeviceError as exc:
+        except (DeviceError, CodecUnavailable) as exc:
             print(f"voiced demo: {exc}", file=sys.stderr)
             return EXIT_FAILURE
         finally:
             daemon.request_stop()
             try:
                 exit_code = await asyncio.wait_for(runner, timeout=10.0)
-            except DeviceError as exc:
+            except (DeviceError, CodecUnavailable) as exc:
                 print(f"voiced demo: {exc}", file=sys.stderr)
                 exit_code = EXIT_FAILURE
         print_timeline(turn, None if args.play else args.out)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from voiced.agent.daemon import Daemon, SinkFactory, SourceFactory
+from voiced.audio.codec import CodecUnavailable
 from voiced.config import VoicedConfig
 from voiced.devices.base import AudioSink, AudioSource, DeviceError, open_sink, open_source
 from voiced.devices.portaudio import reinitialise
@@ -36,16 +39,25 @@ def device_factories(
 
 
 async def run_command(
-    config: VoicedConfig, config_path: Path | None, input_wav: Path | None, output_wav: Path | None
+    config: VoicedConfig,
+    config_path: Path | None,
+    input_wav: Path | None,
+    output_wav: Path | None,
+    overrides: Mapping[str, Any] | None = None,
 ) -> int:
-    """Run the daemon until SIGTERM/SIGINT or a fatal error; returns the exit code."""
+    """Run the daemon until SIGTERM/SIGINT or a fatal error; returns the exit code.
+
+    ``overrides`` (from ``--set``) are applied again when SIGHUP re-reads ``config_path``.
+    """
     source, sink = device_factories(config, input_wav, output_wav)
     rescan = None
     if input_wav is None or output_wav is None:
         rescan = reinitialise
-    daemon = Daemon(config, source, sink, config_path=config_path, rescan_devices=rescan)
+    daemon = Daemon(
+        config, source, sink, config_path=config_path, config_overrides=overrides, rescan_devices=rescan
+    )
     try:
         return await daemon.run()
-    except DeviceError as exc:
+    except (DeviceError, CodecUnavailable) as exc:
         daemon.log.error(str(exc))
         return 1
