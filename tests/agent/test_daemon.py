@@ -101,7 +101,11 @@ async def test_sighup_reload_applies_session_settings_and_keeps_running(tmp_path
         source = MemorySource(np.zeros(16000, dtype=np.int16), paced=True, after_end="silence")
         async with running_daemon(config, source) as h:
             h.daemon.config_path = path
-            path.write_text(path.read_text() + '[session]\nvoice_id = "v42"\n[agent]\nvolume_pct = 40\n')
+            h.daemon.config_overrides = {"agent.barge_in": False}
+            path.write_text(
+                path.read_text()
+                + '[session]\nvoice_id = "v42"\noutput_codec = "opus"\n[agent]\nvolume_pct = 40\n'
+            )
             h.daemon.reload()
             await emu.wait_for(
                 lambda e: (
@@ -115,8 +119,12 @@ async def test_sighup_reload_applies_session_settings_and_keeps_running(tmp_path
             h.daemon.reload()  # invalid: logged, old config kept
             volume = h.daemon.agent.volume_pct if h.daemon.agent else None
             kept = h.daemon.config.session.voice_id
+            codec = h.daemon.config.session.output_codec
+            barge_in = h.daemon.config.agent.barge_in
     assert volume == 40
     assert kept == "v42"
+    assert codec == "pcm"  # restart-only: the open decoder and sink stay PCM
+    assert barge_in is False  # command-line overrides survive a reload
 
 
 async def test_set_volume_plugin_scales_the_reply() -> None:
