@@ -115,6 +115,11 @@ class AudioSink(Protocol):
         counted."""
         ...
 
+    def mark_idle(self) -> None:
+        """Nothing more to play for now (the pump stops feeding): running dry is not an underrun
+        until the next `write`."""
+        ...
+
     def clear(self, fade_ms: float) -> None:
         """Drop everything queued with a `fade_ms` fade-out (the interrupt path): the device goes
         silent within one block. Samples written after this call play normally."""

@@ -164,6 +164,10 @@ class ClockedSink:
         self._written_any = True
         self._ring.write(as_int16(pcm))
 
+    def mark_idle(self) -> None:
+        """Nothing more to play for now: the ring running dry is not an underrun until the next write."""
+        self._written_any = False
+
     def clear(self, fade_ms: float) -> None:
         """Drop what is queued, fading out over `fade_ms`, at the next block."""
         self._ring.request_clear(round(fade_ms * self.sample_rate_hz / 1000.0))

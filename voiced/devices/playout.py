@@ -14,6 +14,7 @@ being heard, and an interrupt (`sink.clear`) silences the device within one bloc
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import deque
 from collections.abc import Callable
@@ -26,6 +27,8 @@ from voiced.devices.base import AudioSink
 # Echo reaches the mic through the ring and the room with some delay, so the barge-in level is the
 # loudest recent block rather than the current one.
 _LEVEL_WINDOW_BLOCKS = 5
+# While idle the pump only wakes this often, to notice a dead device.
+_IDLE_CHECK_S = 0.25
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,14 +69,33 @@ class Playout:
         self._audible_until_s = 0.0
         self.blocks_written = 0
         self.pump_lag_events = 0
+        self.idle_waits = 0
+        self._audio_arrived = asyncio.Event()
+        self._was_idle = False
 
     # -- the pump ---------------------------------------------------------------------------------
     async def run(self) -> None:
         """Pump forever (until cancelled). Raises DeviceLost when the sink dies."""
         while True:
             self.sink.check()
+            if self.jitter.idle and self.clock() >= self._audible_until_s:
+                # Nothing to play: the device plays its own silence while the pump sleeps until
+                # audio arrives (checking the device now and then). An always-on speaker spends
+                # most of its life here, so this is where idle CPU is saved.
+                if not self._was_idle:
+                    self.sink.mark_idle()
+                self._was_idle = True
+                self.idle_waits += 1
+                self._audio_arrived.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(_IDLE_CHECK_S):
+                        await self._audio_arrived.wait()
+                continue
             queued = self.sink.queued_samples()
-            if queued == 0 and self.blocks_written:
+            if self._was_idle:
+                # The ring ran dry on purpose while idle: not a lag.
+                self._was_idle = False
+            elif queued == 0 and self.blocks_written:
                 # The device drained everything: we were late (a loop stall or bursty callbacks).
                 # Keep one more block queued from now on, up to a bound.
                 self.pump_lag_events += 1
@@ -102,6 +124,7 @@ class Playout:
     def push(self, chat_id: str, pcm: bytes, now_s: float) -> None:
         """Queue decoded reply audio (s16le at the sink's rate) that arrived at `now_s`."""
         self.jitter.push(chat_id, pcm, now_s)
+        self._audio_arrived.set()
 
     def complete(self, chat_id: str) -> None:
         """The reply's audio is complete (conversation.audio.completed): play out what is queued."""

@@ -346,6 +346,10 @@ class PortAudioSink:
         self._written_any = True
         self._ring.write(self._resampler.process(as_int16(pcm)))
 
+    def mark_idle(self) -> None:
+        """Nothing more to play for now: the ring running dry is not an underrun until the next write."""
+        self._written_any = False
+
     def clear(self, fade_ms: float) -> None:
         """Drop what is queued with a fade; the callback applies it at its next block."""
         self._ring.request_clear(round(fade_ms * self.device_rate_hz / 1000.0))
