@@ -88,13 +88,29 @@ def resolve_device(spec: str | int | None, direction: Direction) -> int:
 
 def supports(index: int, direction: Direction, rate_hz: int, channels: int = 1) -> bool:
     """True when PortAudio accepts int16 at `rate_hz` with `channels` on device `index`."""
+    return _refusal(index, direction, rate_hz, channels) is None
+
+
+# paInvalidSampleRate, paInvalidChannelCount: the device answered, it just does not take the format.
+_PA_FORMAT_REFUSED = frozenset({-9997, -9998})
+
+
+def _refusal(index: int, direction: Direction, rate_hz: int, channels: int) -> Exception | None:
+    """None when PortAudio accepts the format, else the error it raised."""
     sd = load_sounddevice()
     check = sd.check_input_settings if direction == "input" else sd.check_output_settings
     try:
         check(device=index, samplerate=rate_hz, channels=channels, dtype="int16")
-    except Exception:  # PortAudioError or ValueError: the combination is not supported
-        return False
-    return True
+    except Exception as exc:  # PortAudioError or ValueError: the combination is not supported
+        return exc
+    return None
+
+
+def _pa_code(exc: Exception) -> int | None:
+    """The PortAudio error code of a PortAudioError (args: message, code), else None."""
+    args: tuple[object, ...] = exc.args
+    code = args[1] if len(args) >= 2 else None
+    return code if isinstance(code, int) else None
 
 
 def choose_format(
@@ -111,12 +127,22 @@ def choose_format(
     rates = (
         [wanted_rate_hz] if strict else [wanted_rate_hz, int(info["default_samplerate"]), *_FALLBACK_RATES_HZ]
     )
+    refusals: list[Exception] = []
     for channels in (1, 2):
         if channels > info[_channels_key(direction)]:
             break
         for rate in dict.fromkeys(rates):
-            if supports(index, direction, rate, channels):
+            refusal = _refusal(index, direction, rate, channels)
+            if refusal is None:
                 return rate, channels
+            refusals.append(refusal)
+    if refusals and not any(_pa_code(r) in _PA_FORMAT_REFUSED for r in refusals):
+        # Not one format refusal: the device did not answer at all. A sound server that just
+        # crashed looks like this (its devices are still listed): wait for it, do not give up.
+        raise DeviceLost(
+            f"{direction} device {index} ({info['name']}) is listed but does not answer "
+            f"({refusals[0]}): is the sound server running?"
+        )
     raise UnsupportedRate(
         f"{direction} device {index} ({info['name']}) accepts none of the rates {sorted(set(rates))} Hz "
         "for 16-bit audio; choose another device (`voiced devices`)."
