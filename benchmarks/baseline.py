@@ -123,8 +123,10 @@ class FifoPlayer:
         self._first_sample_seen: set[str] = set()
         self.streaming_chat: str | None = None  # audio of this chat is still arriving
         self._starved = False
-        self.cancelled_at: dict[str, float] = {}
-        self._cancelled_played: dict[str, float] = {}
+        # Per interrupt (the user talked over the device): ms played afterwards of the audio that was
+        # queued or still arriving when it happened. The example never flushes, so all of it plays.
+        self._interrupted_chats: dict[str, int] = {}
+        self.interrupt_played_ms: list[float] = []
 
     def feed(self, chat_id: str, pcm: bytes) -> None:
         self._first_delta_s.setdefault(chat_id, time.monotonic())
@@ -160,8 +162,9 @@ class FifoPlayer:
                 first_delta = self._first_delta_s.get(owner)
                 if first_delta is not None:
                     self.stats.first_delta_to_first_sample_ms.append((now - first_delta) * 1000.0)
-            if owner is not None and owner in self.cancelled_at:
-                self._cancelled_played[owner] = self._cancelled_played.get(owner, 0.0) + ms
+            interrupt = self._interrupted_chats.get(owner) if owner is not None else None
+            if interrupt is not None:
+                self.interrupt_played_ms[interrupt] += ms
         if n < self.block_bytes and self.streaming_chat is not None:
             # The reply is still arriving but the FIFO ran dry: the listener hears a gap.
             if not self._starved:
@@ -184,7 +187,20 @@ class FifoPlayer:
             self._play_block()
 
     def finish(self) -> None:
-        self.stats.cancelled_played_ms = [self._cancelled_played.get(c, 0.0) for c in self.cancelled_at]
+        self.stats.cancelled_played_ms = list(self.interrupt_played_ms)
+
+    def interrupted(self) -> bool:
+        """The user spoke: if the device is talking, its queued and arriving audio counts as cancelled."""
+        talking = {owner for owner, _ in self._owners}
+        if self.streaming_chat is not None:
+            talking.add(self.streaming_chat)
+        talking -= set(self._interrupted_chats)
+        if not talking:
+            return False
+        for chat in talking:
+            self._interrupted_chats[chat] = len(self.interrupt_played_ms)
+        self.interrupt_played_ms.append(0.0)
+        return True
 
 
 class MeasuredChatClient(AsyncWebsocketsChatClient):
@@ -257,9 +273,7 @@ class Handler(AsyncWebsocketsChatEventHandler):
         self._interrupted()
 
     def _interrupted(self) -> None:
-        chat = self.current_chat
-        if chat is not None and chat not in self.player.cancelled_at:
-            self.player.cancelled_at[chat] = time.monotonic()
+        if self.player.interrupted():
             self.stats.interrupts += 1
 
     async def on_closed(self, cli: AsyncWebsocketsBaseClient) -> None:
