@@ -136,7 +136,6 @@ class Agent:
         self._push_to_talk = False
         self._gated = False
         self._connected = False
-        self._last_downlink_s: float | None = None
         self._barge_in_onset_s: float | None = None
         self._server_speech_s: float | None = None
         self.last_mic_frame_s: float | None = None
@@ -397,7 +396,6 @@ class Agent:
     async def _downlink(self, ws: ClientConnection, group: asyncio.TaskGroup) -> None:
         try:
             async for frame in ws:
-                self._last_downlink_s = self.clock()
                 self._on_frame(frame, group)
         except ConnectionClosed:
             pass
@@ -693,15 +691,6 @@ class Agent:
         """Mic frames flow (one within ``stale_after_s``); the watchdog is fed only then."""
         return self.last_mic_frame_s is not None and now_s - self.last_mic_frame_s < stale_after_s
 
-    def idle(self) -> bool:
-        """Nothing in flight: no user turn, no reply playing or expected, no tool running."""
-        return (
-            not self._in_user_turn
-            and not self.reply_active()
-            and not self._tool_tasks
-            and not self._ended
-            and not self._by_chat
-        )
 
 
 def _error_outputs(calls: list[ToolCall], message: str) -> list[ToolOutput]:
