@@ -136,7 +136,12 @@ async def bench_barge_in_turns(turns: int, server_vad: bool) -> dict[str, Any]:
             samples = {name: list(values) for name, values in latency.samples.items()}
     out: dict[str, Any] = {
         "turns": turns,
-        "cancelled_heard_ms": {"p50": _p(heard_after, 50), "p99": _p(heard_after, 99)},
+        "cancelled_heard_ms": {
+            "p50": _p(heard_after, 50),
+            "p99": _p(heard_after, 99),
+            "total": round(sum(heard_after), 1),
+            "interrupts": len(heard_after),
+        },
         "interrupt_to_speaker_silent_ms": {"p50": _p(to_silent, 50), "p99": _p(to_silent, 99)},
     }
     for name, values in samples.items():
@@ -465,13 +470,26 @@ async def _run(quick: bool) -> BenchReport:
     ):
         silent = source["interrupt_to_speaker_silent_ms"]
         lat.rows.append([label, _fmt(silent["p50"]), _fmt(silent["p99"]), "n/a", "n/a", "n/a"])
+    # The baseline never flushes: after the first interrupt the FIFO plays everything queued, so later
+    # interrupts find their audio behind it and the run ends first. Per-interrupt means are the fair
+    # comparison; voiced's figures come from the server-VAD run above, the baseline's from its process.
     base_cancelled = [float(v) for v in base.get("cancelled_played_ms", [])]
+    ours = vad["cancelled_heard_ms"]
+    ours_mean = ours["total"] / ours["interrupts"] if ours["interrupts"] else None
+    base_mean = sum(base_cancelled) / len(base_cancelled) if base_cancelled else None
     lat.rows.append(
         [
-            "cancelled reply heard after interrupt",
-            _fmt(vad["cancelled_heard_ms"]["p50"]), _fmt(vad["cancelled_heard_ms"]["p99"]),
-            _fmt(_p(base_cancelled, 50)), _fmt(_p(base_cancelled, 99)),
-            _ratio(vad["cancelled_heard_ms"]["p50"], _p(base_cancelled, 50)),
+            "cancelled audio heard after interrupt, per interrupt",
+            _fmt(ours["p50"]), _fmt(ours["p99"]),
+            _fmt(_p(base_cancelled, 50)), _fmt(_p(base_cancelled, 99)), "",
+        ]
+    )  # fmt: skip
+    lat.rows.append(
+        [
+            "cancelled audio heard, mean per interrupt (n)",
+            f"{ours_mean:.1f} ({ours['interrupts']})" if ours_mean is not None else "n/a", "",
+            f"{base_mean:.1f} ({len(base_cancelled)})" if base_mean is not None else "n/a", "",
+            _ratio(ours_mean, base_mean),
         ]
     )  # fmt: skip
 
