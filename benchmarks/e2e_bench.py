@@ -505,7 +505,7 @@ async def _run(quick: bool) -> BenchReport:
         shown = [None if v is None else round(v * scale, digits) for v in values]
         return [label, *(_fmt(v) for v in shown), _ratio(values[0], values[2]), _ratio(values[1], values[2])]
 
-    res.rows.append(rrow("CPU s per s of conversation", "cpu_s_per_s", 1.0, 4))
+    res.rows.append(rrow("CPU ms per s of conversation", "cpu_s_per_s", 1000.0, 1))
     res.rows.append(rrow("peak RSS (VmHWM), MB", "peak_rss_mb", 1.0, 1))
     res.rows.append(rrow("start -> READY, s", "ready_s", 1.0, 2))
     res.rows.append(rrow("uplink on the wire, kB/s", "up_bytes_per_s", 1 / 1000.0, 2))
