@@ -212,8 +212,14 @@ async def _live_injection(frames: list[str | bytes], logs: CapturedLogs) -> None
             async with asyncio.timeout(20):
                 while not agent.connected:
                     await asyncio.sleep(0.02)
+            first = len(h.turns)
             source.append(utterance_pcm())
-            turn = await h.next_turn(30)
+            # The garbage may have announced chats of its own (a valid chat.created among it): their
+            # turns end too, interrupted by the user's speech. The user's own turn must be answered.
+            async with asyncio.timeout(40):
+                while not any(t.heard for t in h.turns[first:]):
+                    await asyncio.sleep(0.05)
+            turn = next(t for t in h.turns[first:] if t.heard)
             assert turn.played_ms > 300 and not turn.interrupted
             problems = _problems(agent)
             assert h.task.done() is False

@@ -39,8 +39,14 @@ async def test_capture_and_playback_resume_after_the_sound_server_restarts(
         config = daemon_config(emu)
         source_factory, sink_factory = device_factories(config)
         turns: list[TurnTimeline] = []
+        # Built as `voiced run` builds it for real devices: PortAudio re-scanned before each reopen.
         daemon = Daemon(
-            config, source_factory, sink_factory, install_signal_handlers=False, on_turn=turns.append
+            config,
+            source_factory,
+            sink_factory,
+            install_signal_handlers=False,
+            on_turn=turns.append,
+            rescan_devices=reinitialise,
         )
         task = asyncio.create_task(daemon.run())
         try:
