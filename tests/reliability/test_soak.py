@@ -79,8 +79,10 @@ async def soak(duration_s: float, sample_every_s: float, logs: CapturedLogs) -> 
             started = time.monotonic()
             while time.monotonic() - started < duration_s:
                 await asyncio.sleep(sample_every_s)
-                # The emulator's record of every received frame is test bookkeeping, not voiced's.
+                # The emulator's record of every received frame and the harness's list of every turn
+                # summary are test bookkeeping, not voiced's.
                 emu.received.clear()
+                h.turns.clear()
                 gc.collect()
                 snapshot = tracemalloc.take_snapshot().filter_traces(_NOT_VOICED)
                 # Reply audio waiting in the jitter buffer is bounded by audio.jitter.memory_cap_ms, and
