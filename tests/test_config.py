@@ -168,3 +168,10 @@ def test_session_settings_become_chat_update() -> None:
     assert wire["output_audio"]["voice_id"] == "v7"
     assert wire["need_play_prologue"] is True
     assert "chat_config" not in wire
+
+
+def test_any_bearer_credential_is_redacted_even_unregistered() -> None:
+    from voiced.log import redact
+
+    assert redact("< Authorization: Bearer pat_never_registered_xyz") == "< Authorization: Bearer ***"
+    assert "sat_abc" not in redact("{'authorization': 'bearer sat_abc'}")

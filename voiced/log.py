@@ -8,6 +8,7 @@ third-party message that quotes a header cannot leak it.
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from collections.abc import MutableMapping
 from typing import Any, TextIO
@@ -25,8 +26,14 @@ def register_secret(secret: str) -> None:
         _secrets.add(secret)
 
 
+# Any bearer credential, registered or not: websockets logs request headers at debug level on
+# both ends, and the emulator in the same process may see a token nobody registered.
+_BEARER = re.compile(r"(?i)(bearer\s+)[^\s'\"]+")
+
+
 def redact(text: str) -> str:
-    """``text`` with every registered secret replaced."""
+    """``text`` with every registered secret, and any ``Bearer …`` credential, replaced."""
+    text = _BEARER.sub(r"\1" + REDACTED, text)
     for secret in _secrets:
         if secret in text:
             text = text.replace(secret, REDACTED)
@@ -48,8 +55,6 @@ def _redact_value(value: Any) -> Any:
 def _redact_processor(
     _logger: Any, _name: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
-    if not _secrets:
-        return event_dict
     for key, value in list(event_dict.items()):
         event_dict[key] = _redact_value(value)
     return event_dict
@@ -59,13 +64,12 @@ class _RedactingFilter(logging.Filter):
     """Redacts stdlib records too (websockets and asyncio log through logging)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if _secrets:
-            record.msg = redact(record.getMessage())
-            record.args = None
-            if record.exc_info:
-                # Tracebacks quote local values and messages: render them now, redacted.
-                record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
-                record.exc_info = None
+        record.msg = redact(record.getMessage())
+        record.args = None
+        if record.exc_info:
+            # Tracebacks quote local values and messages: render them now, redacted.
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+            record.exc_info = None
         return True
 
 

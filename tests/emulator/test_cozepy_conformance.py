@@ -39,6 +39,7 @@ from cozepy import (
 from cozepy.request import Requester
 
 from tests.emulator.helpers import TOKEN, running
+from tests.support.tls import self_signed_cert
 from voiced.emulator import Emulator
 from voiced.emulator.tts import Voice
 
@@ -271,44 +272,6 @@ async def test_cozepy_sees_server_vad_and_failure_events(monkeypatch: pytest.Mon
     assert Counter(name for name, _ in recorder.typed) == sent
 
 
-def _self_signed_cert(folder: Path) -> tuple[Path, Path]:
-    """A certificate for 127.0.0.1, made with `cryptography` (a dependency of cozepy)."""
-    pytest.importorskip("cryptography")
-    import ipaddress
-    from datetime import UTC, datetime, timedelta
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "voiced emulator test")])
-    now = datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(now + timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    return cert_path, key_path
-
-
 async def test_async_coze_reaches_the_emulator_over_tls(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -317,7 +280,7 @@ async def test_async_coze_reaches_the_emulator_over_tls(
     # client trusts the test certificate through SSL_CERT_FILE.
     for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
         monkeypatch.delenv(name, raising=False)
-    cert, key = _self_signed_cert(tmp_path)
+    cert, key = self_signed_cert(tmp_path)
     monkeypatch.setenv("SSL_CERT_FILE", str(cert))
     recorder = Recorder()
     async with running(scenario="echo", tls_certfile=cert, tls_keyfile=key) as emu:

@@ -4,7 +4,6 @@ loopback only unless explicitly allowed, and oversized frames are refused by siz
 from __future__ import annotations
 
 import asyncio
-import datetime
 import ipaddress
 import json
 import os
@@ -14,10 +13,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from hypothesis import given
 from hypothesis import strategies as st
 from websockets.asyncio.client import connect
@@ -25,6 +20,7 @@ from websockets.exceptions import ConnectionClosed
 
 from tests.agent.harness import BOT_ID, TOKEN, UTTERANCE
 from tests.reliability.conftest import CapturedLogs
+from tests.support.tls import self_signed_cert
 from voiced.agent.errors import EXIT_CONFIG, EXIT_NOPERM, TransientError
 from voiced.agent.transport import open_connection
 from voiced.cli import main as voiced_main
@@ -102,37 +98,6 @@ async def test_a_refused_token_is_reported_without_being_logged(tmp_path: Path) 
 # -- TLS ------------------------------------------------------------------------------------------------
 
 
-def _self_signed(directory: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    return cert_path, key_path
-
-
 def _coze(url: str) -> CozeSettings:
     return load_config(
         None, environ={}, overrides={"coze.base_url": url, "coze.bot_id": BOT_ID, "coze.token": TOKEN}
@@ -142,7 +107,7 @@ def _coze(url: str) -> CozeSettings:
 async def test_wss_refuses_a_certificate_it_cannot_verify(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, logs: CapturedLogs
 ) -> None:
-    cert, key = _self_signed(tmp_path)
+    cert, key = self_signed_cert(tmp_path)
     settings = EmulatorSettings(port=0, tls_certfile=cert, tls_keyfile=key)
     async with serve_emulator(settings) as emu:
         port = emu.url.rsplit(":", 1)[1]
