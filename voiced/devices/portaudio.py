@@ -149,6 +149,30 @@ def choose_format(
     )
 
 
+def _start_stream(
+    stream_class: Any, index: int, rate_hz: int, channels: int, *, block_samples: int, owner: Any
+) -> Any:
+    """Open and start an int16 stream wired to ``owner``'s callbacks; a refusal is DeviceLost."""
+    sd = load_sounddevice()
+    direction = "input" if stream_class is sd.InputStream else "output"
+    try:
+        stream = stream_class(
+            device=index,
+            samplerate=rate_hz,
+            channels=channels,
+            dtype="int16",
+            blocksize=block_samples,
+            callback=owner._callback,
+            finished_callback=owner._finished,
+        )
+        stream.start()
+    except sd.PortAudioError as exc:
+        raise DeviceLost(
+            f"cannot start {direction} device {index}: {exc}; check it is free and plugged in"
+        ) from exc
+    return stream
+
+
 class PortAudioSource:
     """A sound-card microphone delivering 16 kHz mono 20 ms frames (resampled if the card cannot).
 
@@ -193,21 +217,17 @@ class PortAudioSource:
         self._resampler = StreamResampler(rate, MIC_RATE_HZ)
         self._lost = None
         try:
-            self._stream = sd.InputStream(
-                device=index,
-                samplerate=rate,
-                channels=channels,
-                dtype="int16",
-                blocksize=rate * self.settings.capture_block_ms // 1000,
-                callback=self._callback,
-                finished_callback=self._finished,
+            self._stream = _start_stream(
+                sd.InputStream,
+                index,
+                rate,
+                channels,
+                block_samples=rate * self.settings.capture_block_ms // 1000,
+                owner=self,
             )
-            self._stream.start()
-        except sd.PortAudioError as exc:
+        except DeviceLost:
             await self.stop()
-            raise DeviceLost(
-                f"cannot start input device {index}: {exc}; check it is free and plugged in"
-            ) from exc
+            raise
 
     def _notify(self) -> None:
         loop = self._loop
@@ -316,21 +336,12 @@ class PortAudioSink:
         self._lost = None
         self._last_callback_s = time.monotonic()
         try:
-            self._stream = sd.OutputStream(
-                device=index,
-                samplerate=rate,
-                channels=channels,
-                dtype="int16",
-                blocksize=block,
-                callback=self._callback,
-                finished_callback=self._finished,
+            self._stream = _start_stream(
+                sd.OutputStream, index, rate, channels, block_samples=block, owner=self
             )
-            self._stream.start()
-        except sd.PortAudioError as exc:
+        except DeviceLost:
             await self.stop()
-            raise DeviceLost(
-                f"cannot start output device {index}: {exc}; check it is free and plugged in"
-            ) from exc
+            raise
 
     def _callback(self, outdata: Any, frames: int, time_info: Any, status: Any) -> None:
         # PortAudio thread: a bounded copy out of the ring, nothing else.
