@@ -19,10 +19,21 @@ apt_test=(pulseaudio pulseaudio-utils libasound2-plugins)
 
 log() { printf 'setup: %s\n' "$*" >&2; }
 
+# The service runs on the distribution's own interpreter (a Pi runs /usr/bin/python3), so the
+# virtualenv is built from it too; VOICED_PYTHON names another (e.g. python3.13 for a second lane).
+python=${VOICED_PYTHON:-}
+if [ -z "$python" ]; then
+  if [ -x /usr/bin/python3 ]; then python=/usr/bin/python3; else python=python3; fi
+fi
+if ! command -v "$python" >/dev/null 2>&1; then
+  log "no Python interpreter '$python': install python3 (or set VOICED_PYTHON), then rerun"
+  exit 1
+fi
+
 missing=()
 want=("${apt_runtime[@]}")
 [ "$with_test" = 1 ] && want+=("${apt_test[@]}")
-if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+if ! "$python" -c 'import venv, ensurepip' >/dev/null 2>&1; then
   want+=(python3-venv)
 fi
 if command -v dpkg-query >/dev/null 2>&1; then
@@ -53,9 +64,17 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 venv=${VOICED_VENV:-$here/.venv}
+want_version=$("$python" -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])')
+if [ -x "$venv/bin/python" ]; then
+  have_version=$("$venv/bin/python" -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])' 2>/dev/null || true)
+  if [ "$have_version" != "$want_version" ]; then
+    log "the virtualenv runs Python ${have_version:-?}, not $want_version ($python): rebuilding it"
+    rm -rf "$venv"
+  fi
+fi
 if [ ! -x "$venv/bin/python" ]; then
-  log "creating virtualenv $venv"
-  python3 -m venv "$venv"
+  log "creating virtualenv $venv with Python $want_version ($python)"
+  "$python" -m venv "$venv"
 fi
 
 extras=""
