@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from voiced.config import ConfigError, VoicedConfig, env_overrides, load_config
+from voiced.config import VoicedConfig, env_overrides, load_config
+from voiced.errors import ConfigError
 
 SAMPLE = Path(__file__).resolve().parent.parent / "config" / "voiced.toml"
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from voiced.agent.errors import EXIT_CONFIG, EXIT_NOPERM, EXIT_UNAVAILABLE
 from voiced.config import CREDENTIAL_NAME
+from voiced.errors import EXIT_CONFIG, EXIT_NOPERM, EXIT_UNAVAILABLE
 
 UNIT = Path(__file__).resolve().parent.parent / "systemd" / "voiced.service"
 

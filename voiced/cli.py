@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from voiced import __version__
-from voiced.agent.errors import EXIT_CONFIG, EXIT_FAILURE, EXIT_USAGE
-from voiced.config import ConfigError, VoicedConfig, find_config_file, load_config, parse_value
+from voiced.config import VoicedConfig, find_config_file, load_config, parse_value
+from voiced.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, ConfigError, VoicedError
 from voiced.log import configure as configure_logging
 from voiced.log import get_logger, register_secret
 
@@ -79,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--output-wav", type=Path, help="write the replies to a WAV file instead of a speaker")
 
     demo = sub.add_parser("demo", help="the daemon against the bundled emulator, a bundled utterance as mic")
-    from voiced.agent.demo import add_arguments as demo_arguments
+    from voiced.demo import add_arguments as demo_arguments
 
     demo_arguments(demo)
 
@@ -113,9 +113,12 @@ def main(argv: list[str] | None = None) -> int:
         return _dispatch(args)
     except ConfigError as exc:
         print(f"voiced: configuration error:\n{exc}", file=sys.stderr)
-        return EXIT_CONFIG
+        return exc.exit_code
+    except VoicedError as exc:
+        print(f"voiced: {exc}", file=sys.stderr)
+        return exc.exit_code
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -126,7 +129,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         config, path = load_cli_config(args)
         return asyncio.run(run_command(config, path, args.input_wav, args.output_wav, _overrides(args)))
     if command == "demo":
-        from voiced.agent.demo import run_demo
+        from voiced.demo import run_demo
 
         return run_demo(args)
     if command == "check":

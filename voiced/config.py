@@ -26,7 +26,9 @@ from pydantic import (
     model_validator,
 )
 
-from voiced.audio.settings import DeviceSettings, JitterSettings, OpusSettings, VadSettings
+from voiced.audio.settings import JitterSettings, OpusSettings, VadSettings
+from voiced.devices.settings import DeviceSettings
+from voiced.errors import ConfigError
 from voiced.plugins.settings import PluginSettings
 from voiced.protocol.models import (
     AsrConfig,
@@ -49,9 +51,6 @@ CREDENTIAL_NAME = "coze-token"
 MIC_RATE_HZ = 16000
 DEFAULT_CONFIG_PATHS = (Path("/etc/voiced/voiced.toml"), Path("config/voiced.toml"))
 
-
-class ConfigError(Exception):
-    """The configuration cannot be used. The message names the source and the key."""
 
 
 class _Section(BaseModel):

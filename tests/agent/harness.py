@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 
 from voiced.agent.daemon import Daemon
-from voiced.agent.timeline import TurnTimeline
 from voiced.audio.frames import Int16Array
 from voiced.config import VoicedConfig, load_config
+from voiced.conversation.timeline import TurnTimeline
 from voiced.devices.base import AudioSink, AudioSource
 from voiced.devices.memory import MemorySink, MemorySource
 from voiced.emulator import Emulator

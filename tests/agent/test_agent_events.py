@@ -11,8 +11,8 @@ from tests.protocol.samples import CHAT, TOOL_CHAT
 from voiced.agent.agent import MAX_TRACKED_CHATS, Agent
 from voiced.audio.jitter import JitterBuffer
 from voiced.config import load_config
+from voiced.conversation.playout import Playout
 from voiced.devices.memory import MemorySink
-from voiced.devices.playout import Playout
 from voiced.protocol import events as ev
 from voiced.protocol.models import ErrorData, SessionConfig
 
@@ -101,7 +101,7 @@ async def test_tracked_chats_are_bounded() -> None:
 
 
 async def test_an_error_answering_chat_update_is_a_config_error() -> None:
-    from voiced.agent.errors import EXIT_CONFIG, FatalError
+    from voiced.errors import EXIT_CONFIG, FatalError
 
     agent = make_agent()
     await feed(agent, ev.ChatCreated().to_frame())

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from tests.agent.harness import BOT_ID, TOKEN, UTTERANCE
-from voiced.agent.errors import EXIT_CONFIG, EXIT_NOPERM
 from voiced.emulator import EmulatorSettings, load_scenario, serve_emulator
+from voiced.errors import EXIT_CONFIG, EXIT_NOPERM
 
 pytestmark = pytest.mark.timeout(120)
 

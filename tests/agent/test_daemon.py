@@ -147,6 +147,7 @@ async def test_set_volume_plugin_scales_the_reply() -> None:
 
 async def test_daemon_without_devices_reports_and_exits(tmp_path: Path) -> None:
     from voiced.devices.base import PortAudioMissing
+    from voiced.errors import EXIT_DEVICE
 
     async def source() -> MemorySource:
         raise PortAudioMissing("libportaudio.so.2: cannot open shared object file")
@@ -156,8 +157,8 @@ async def test_daemon_without_devices_reports_and_exits(tmp_path: Path) -> None:
 
     async with serve_emulator(EmulatorSettings(port=0)) as emu:
         daemon = Daemon(daemon_config(emu), source, sink, install_signal_handlers=False)  # type: ignore[arg-type]
-        with pytest.raises(PortAudioMissing, match="apt-get install libportaudio2"):
-            await asyncio.wait_for(daemon.run(), 10)
+        exit_code = await asyncio.wait_for(daemon.run(), 10)
+    assert exit_code == EXIT_DEVICE
 
 
 class ExplodingDecoder:

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from tests.agent.harness import daemon_config, rms, running_daemon, utterance_pcm
-from voiced.agent.errors import EXIT_NOPERM, EXIT_UNAVAILABLE
 from voiced.devices.memory import MemorySource
 from voiced.emulator import EmulatorSettings, FaultSettings, load_scenario, serve_emulator
+from voiced.errors import EXIT_NOPERM, EXIT_UNAVAILABLE
 from voiced.protocol import events as ev
 
 pytestmark = pytest.mark.timeout(90)

@@ -10,7 +10,7 @@ from tests.agent.harness import daemon_config, rms, utterance_pcm
 from tests.support.pulse import PulseServer
 from voiced.agent.daemon import Daemon
 from voiced.agent.run import device_factories
-from voiced.agent.timeline import TurnTimeline
+from voiced.conversation.timeline import TurnTimeline
 from voiced.devices.portaudio import reinitialise
 from voiced.emulator import EmulatorSettings, load_scenario, serve_emulator
 

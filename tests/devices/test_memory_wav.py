@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 from tests.audio.helpers import UTTERANCE, read_wav, sine
-from voiced.audio.settings import DeviceSettings
-from voiced.devices.base import AudioSink, AudioSource, DeviceError, EndOfStream, open_sink, open_source
+from voiced.devices.base import AudioSink, AudioSource, DeviceError, EndOfStream
+from voiced.devices.factory import open_sink, open_source
 from voiced.devices.memory import MemorySink, MemorySource
+from voiced.devices.settings import DeviceSettings
 from voiced.devices.wav import WavSink, WavSource
 
 pytestmark = pytest.mark.timeout(30)

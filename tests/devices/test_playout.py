@@ -10,9 +10,9 @@ import pytest
 from tests.audio.helpers import TRACES, load_trace, read_wav, sine
 from voiced.audio.jitter import JitterBuffer
 from voiced.audio.settings import JitterSettings
+from voiced.conversation.playout import Playout
 from voiced.devices.base import DeviceLost
 from voiced.devices.memory import MemorySink
-from voiced.devices.playout import Playout
 
 pytestmark = pytest.mark.timeout(60)
 RATE = 24000

@@ -12,12 +12,13 @@ import pytest
 from tests.audio.helpers import LIGHTS, TRACES, UTTERANCE, read_wav, speech_edges
 from tests.support.pulse import PulseServer, reinitialise_portaudio
 from voiced.audio.jitter import JitterBuffer
-from voiced.audio.settings import DeviceSettings, JitterSettings, VadSettings
+from voiced.audio.settings import JitterSettings, VadSettings
 from voiced.audio.vad import SpeechEnded, SpeechStarted, TurnDetector
+from voiced.conversation.playout import Playout
 from voiced.devices.base import DeviceLost, DeviceNotFound
 from voiced.devices.listing import list_devices, render_device_table
-from voiced.devices.playout import Playout
 from voiced.devices.portaudio import PortAudioSink, PortAudioSource
+from voiced.devices.settings import DeviceSettings
 
 pytestmark = [pytest.mark.pulse, pytest.mark.timeout(90)]
 

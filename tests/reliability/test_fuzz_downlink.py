@@ -21,12 +21,12 @@ from tests.agent.harness import BOT_ID, TOKEN, daemon_config, running_daemon, ut
 from tests.reliability.conftest import CapturedLogs
 from tests.reliability.downlink_frames import is_fatal_error_frame, server_frames
 from voiced.agent.agent import Agent
-from voiced.agent.errors import FatalError
 from voiced.audio.jitter import JitterBuffer
 from voiced.config import VoicedConfig, load_config
+from voiced.conversation.playout import Playout
 from voiced.devices.memory import MemorySink, MemorySource
-from voiced.devices.playout import Playout
 from voiced.emulator import EmulatorSettings, load_scenario, serve_emulator
+from voiced.errors import FatalError
 from voiced.protocol.events import ChatCreated, ChatUpdated, ConversationChatCreated
 from voiced.protocol.models import Chat, SessionConfig
 from voiced.protocol.session import ClientSession

@@ -21,11 +21,11 @@ from websockets.exceptions import ConnectionClosed
 from tests.agent.harness import BOT_ID, TOKEN, UTTERANCE
 from tests.reliability.conftest import CapturedLogs
 from tests.support.tls import self_signed_cert
-from voiced.agent.errors import EXIT_CONFIG, EXIT_NOPERM, TransientError
 from voiced.agent.transport import open_connection
 from voiced.cli import main as voiced_main
-from voiced.config import ConfigError, CozeSettings, load_config
+from voiced.config import CozeSettings, load_config
 from voiced.emulator import EmulatorSettings, load_scenario, serve_emulator
+from voiced.errors import EXIT_CONFIG, EXIT_NOPERM, ConfigError, TransientError
 from voiced.protocol import events as ev
 
 pytestmark = pytest.mark.timeout(60)

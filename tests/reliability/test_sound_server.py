@@ -13,7 +13,7 @@ from tests.reliability.conftest import CapturedLogs
 from tests.support.pulse import PulseServer
 from voiced.agent.daemon import Daemon
 from voiced.agent.run import device_factories
-from voiced.agent.timeline import TurnTimeline
+from voiced.conversation.timeline import TurnTimeline
 from voiced.devices.portaudio import reinitialise
 from voiced.emulator import EmulatorSettings, load_scenario, serve_emulator
 

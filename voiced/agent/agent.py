@@ -20,12 +20,12 @@ import numpy as np
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
-from voiced.agent.errors import EXIT_CONFIG, FATAL_SERVER_CODES, FatalError
-from voiced.agent.timeline import LatencyStats, TurnTimeline
 from voiced.audio.codec import Decoder, Encoder, PcmDecoder, make_decoder, make_encoder
 from voiced.audio.vad import SpeechAudio, SpeechEnded, SpeechStarted, TurnDetector
 from voiced.config import VoicedConfig
-from voiced.devices.playout import Playout
+from voiced.conversation.playout import Playout
+from voiced.conversation.timeline import LatencyStats, TurnTimeline
+from voiced.errors import EXIT_CONFIG, FatalError, server_code_error
 from voiced.log import get_logger
 from voiced.plugins import ToolRunner
 from voiced.protocol import events as ev
@@ -576,10 +576,9 @@ class Agent:
         self.counters.server_errors += 1
         code = event.data.code
         logid = event.detail.logid if event.detail else None
-        fatal = FATAL_SERVER_CODES.get(code)
+        fatal = server_code_error(code, event.data.msg, logid)
         if fatal is not None:
-            exit_code, advice = fatal
-            raise FatalError(f"Coze error {code} ({event.data.msg}): {advice} (logid {logid})", exit_code)
+            raise fatal
         if self.session.state is ConnectionState.CONFIGURING:
             # The answer to chat.update: the session config itself is wrong, and will be on every retry.
             raise FatalError(

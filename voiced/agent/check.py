@@ -8,10 +8,11 @@ from dataclasses import dataclass
 
 from websockets.exceptions import ConnectionClosed
 
-from voiced.agent.errors import EXIT_FAILURE, EXIT_OK, FatalError, TransientError
 from voiced.agent.transport import open_connection
 from voiced.config import VoicedConfig
-from voiced.devices.base import DeviceError, open_sink, open_source
+from voiced.devices.base import DeviceError
+from voiced.devices.factory import open_sink, open_source
+from voiced.errors import EXIT_FAILURE, EXIT_OK, FatalError, TransientError
 from voiced.protocol import events as ev
 from voiced.protocol.session import ClientSession
 

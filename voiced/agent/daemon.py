@@ -4,7 +4,7 @@
 owned tasks until told to stop: capture (mic → agent), playout (jitter buffer → speaker), the
 connection loop (connect, serve, reconnect with exponential backoff and full jitter) and
 housekeeping (turn summaries, systemd watchdog and status). A lost audio device is reopened with
-backoff while the WebSocket stays up; a :class:`~voiced.agent.errors.FatalError` ends the daemon
+backoff while the WebSocket stays up; a :class:`~voiced.errors.FatalError` ends the daemon
 with its exit code.
 """
 
@@ -23,15 +23,15 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection
 
 from voiced.agent.agent import Agent
-from voiced.agent.errors import EXIT_OK, FatalError, TransientError, first_fatal
 from voiced.agent.notify import Notifier
-from voiced.agent.timeline import TurnTimeline
 from voiced.agent.transport import open_connection
 from voiced.audio.jitter import JitterBuffer
 from voiced.audio.vad import TurnDetector
-from voiced.config import ConfigError, VoicedConfig, load_config
+from voiced.config import VoicedConfig, load_config
+from voiced.conversation.playout import Playout
+from voiced.conversation.timeline import TurnTimeline
 from voiced.devices.base import AudioSink, AudioSource, DeviceLost, DeviceNotFound, EndOfStream
-from voiced.devices.playout import Playout
+from voiced.errors import EXIT_OK, ConfigError, FatalError, TransientError, VoicedError, unwrap
 from voiced.log import configure as configure_logging
 from voiced.log import get_logger, register_secret
 from voiced.plugins import PluginRegistry, PluginSettings, ToolRunner
@@ -212,9 +212,13 @@ class Daemon:
             if not await self._until_stopped(self._open_devices()):
                 return EXIT_OK
             return await self._run_tasks()
-        except FatalError as exc:
-            self.log.error(str(exc), exit_code=exc.exit_code)
-            return exc.exit_code
+        except (VoicedError, BaseExceptionGroup) as raised:
+            # The one place where groups are unwrapped: whatever task raised it, and on any Python.
+            error = unwrap(raised)
+            if not isinstance(error, VoicedError):
+                raise
+            self.log.error(str(error), exit_code=error.exit_code)
+            return error.exit_code
         finally:
             self.notifier.stopping()
             await self._close_devices()
@@ -299,12 +303,10 @@ class Daemon:
                 group.create_task(self._connections(), name="connections")
                 group.create_task(self._housekeeping(), name="housekeeping")
                 group.create_task(stopper(), name="stopper")
-        except* _StopRequestedError:
+        except BaseExceptionGroup as group_error:
+            if not isinstance(unwrap(group_error), _StopRequestedError):
+                raise
             self.log.info("stopped")
-        except* FatalError as group_error:
-            fatal = first_fatal(group_error)
-            assert fatal is not None
-            raise fatal from None
         return EXIT_OK
 
     async def _devices(self) -> None:
@@ -377,14 +379,13 @@ class Daemon:
             self.ws = ws
             try:
                 await agent.serve_connection(ws)
-            except* FatalError:
-                raise
-            except* Exception as unexpected:
+            except (Exception, BaseExceptionGroup) as raised:
+                error = unwrap(raised)
+                if isinstance(error, FatalError) or not isinstance(error, Exception):
+                    raise
                 # A bug must cost one connection, not the daemon: reconnect.
                 self.log.error(
-                    "internal error on the connection; reconnecting",
-                    error=repr(unexpected.exceptions[0]),
-                    exc_info=unexpected,
+                    "internal error on the connection; reconnecting", error=repr(error), exc_info=raised
                 )
             finally:
                 self.ws = None

@@ -9,8 +9,10 @@ from typing import Any
 from voiced.agent.daemon import Daemon, SinkFactory, SourceFactory
 from voiced.audio.codec import CodecUnavailable
 from voiced.config import VoicedConfig
-from voiced.devices.base import AudioSink, AudioSource, DeviceError, open_sink, open_source
+from voiced.devices.base import AudioSink, AudioSource
+from voiced.devices.factory import open_sink, open_source
 from voiced.devices.portaudio import reinitialise
+from voiced.errors import EXIT_DEVICE
 
 
 def device_factories(
@@ -58,6 +60,6 @@ async def run_command(
     )
     try:
         return await daemon.run()
-    except (DeviceError, CodecUnavailable) as exc:
+    except CodecUnavailable as exc:
         daemon.log.error(str(exc))
-        return 1
+        return EXIT_DEVICE

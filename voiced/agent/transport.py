@@ -12,8 +12,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidHandshake, InvalidStatus
 
 from voiced import __version__
-from voiced.agent.errors import EXIT_NOPERM, FatalError, TransientError
 from voiced.config import CozeSettings, is_loopback_host
+from voiced.errors import EXIT_NOPERM, FatalError, TransientError
 from voiced.log import register_secret
 
 _SUPPORTS_PROXY = "proxy" in inspect.signature(connect.__init__).parameters

@@ -2,7 +2,7 @@
 
 Time always comes in as an argument (`now_s`, `timestamp_s`), so every part runs under a fake clock.
 
-    settings   VadSettings, JitterSettings, OpusSettings, DeviceSettings (pydantic, units in names)
+    settings   VadSettings, JitterSettings, OpusSettings (pydantic, units in names)
     frames     the internal mic format (16 kHz mono int16, 20 ms), FrameAssembler, level_dbfs, fades
     vad        TurnDetector: webrtcvad + pre-roll, warm-up, silence/max-length end, barge-in mode
     codec      make_encoder / make_decoder: pcm, opus, g711a, g711u; CodecUnavailable

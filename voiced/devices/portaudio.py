@@ -23,8 +23,8 @@ import numpy as np
 from voiced.audio.frames import FRAME_MS, MIC_FRAME_SAMPLES, MIC_RATE_HZ, FrameAssembler, Int16Array, as_int16
 from voiced.audio.resample import StreamResampler
 from voiced.audio.ring import SpscRing
-from voiced.audio.settings import DeviceSettings
 from voiced.devices.base import DeviceLost, DeviceNotFound, PortAudioMissing, UnsupportedRate
+from voiced.devices.settings import DeviceSettings
 
 Direction = Literal["input", "output"]
 # Rates tried, after the pipeline rate and the device's default, before giving up.

@@ -17,13 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from voiced.agent.daemon import Daemon
-from voiced.agent.errors import EXIT_FAILURE
-from voiced.agent.timeline import TurnTimeline
 from voiced.audio.codec import CodecUnavailable
 from voiced.config import load_config
-from voiced.devices.base import AudioSink, AudioSource, DeviceError, open_sink, open_source
+from voiced.conversation.timeline import TurnTimeline
+from voiced.devices.base import AudioSink, AudioSource, DeviceError
+from voiced.devices.factory import open_sink, open_source
 from voiced.devices.portaudio import reinitialise
 from voiced.emulator import EmulatorSettings, load_scenario, serve_emulator
+from voiced.errors import EXIT_FAILURE
 from voiced.log import configure as configure_logging
 from voiced.log import register_secret
 

@@ -1,0 +1,34 @@
+"""Which sound devices to open and with what block sizes: the ``[audio.devices]`` settings."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class DeviceSettings(BaseModel):
+    """Which sound devices to open and with what block sizes."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    input_device: str | int | None = Field(
+        None, description="Capture device: index, or a case-insensitive name substring; None = default."
+    )
+    output_device: str | int | None = Field(
+        None, description="Playback device: index, or a case-insensitive name substring; None = default."
+    )
+    capture_block_ms: int = Field(20, description="Capture block: 10 or 20 ms (frames are 20 ms).")
+    playback_block_ms: int = Field(20, ge=5, le=40, description="Playback callback block.")
+    ring_ms: int = Field(
+        200,
+        ge=40,
+        le=5000,
+        description="Capacity of each ring between the event loop and the device callback. When the "
+        "capture ring is full the callback drops the incoming block (counted as an overrun); the "
+        "playback side never writes past writable_samples().",
+    )
+
+    @model_validator(mode="after")
+    def _blocks(self) -> DeviceSettings:
+        if self.capture_block_ms not in (10, 20):
+            raise ValueError("capture_block_ms must be 10 or 20")
+        return self
