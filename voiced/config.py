@@ -27,6 +27,7 @@ from pydantic import (
 )
 
 from voiced.audio.settings import JitterSettings, OpusSettings, VadSettings
+from voiced.conversation.settings import ListenSettings
 from voiced.devices.settings import DeviceSettings
 from voiced.errors import ConfigError
 from voiced.plugins.settings import PluginSettings
@@ -204,6 +205,11 @@ class AudioSettings(_Section):
     vad: VadSettings = Field(default_factory=VadSettings)
     jitter: JitterSettings = Field(default_factory=JitterSettings)
     opus: OpusSettings = Field(default_factory=OpusSettings)
+    stages: list[str] = Field(
+        default_factory=list,
+        description="Extra mic-path stages in front of the turn detector, in order: registered names "
+        "or 'package.module:factory'.",
+    )
 
 
 class VoicedConfig(_Section):
@@ -212,6 +218,7 @@ class VoicedConfig(_Section):
     coze: CozeSettings = Field(default_factory=CozeSettings)
     session: SessionSettings = Field(default_factory=SessionSettings)
     audio: AudioSettings = Field(default_factory=AudioSettings)
+    listen: ListenSettings = Field(default_factory=ListenSettings)
     agent: AgentSettings = Field(default_factory=AgentSettings)
     reconnect: ReconnectSettings = Field(default_factory=ReconnectSettings)
     log: LogSettings = Field(default_factory=LogSettings)

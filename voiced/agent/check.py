@@ -60,7 +60,7 @@ async def _check_devices(config: VoicedConfig) -> list[CheckResult]:
         try:
             await source.start()
             frame = await asyncio.wait_for(source.read_frame(), timeout=2.0)
-            results.append(CheckResult(name, True, f"{len(frame)}-byte frames"))
+            results.append(CheckResult(name, True, f"{len(frame.pcm)}-byte frames"))
         finally:
             with contextlib.suppress(Exception):
                 await source.stop()

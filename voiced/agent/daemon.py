@@ -340,7 +340,6 @@ class Daemon:
     async def _capture(self) -> None:
         assert self.agent is not None and self.source is not None
         source = self.source
-        frame_s = 0.02
         while True:
             try:
                 frame = await source.read_frame()
@@ -349,7 +348,7 @@ class Daemon:
                 await self._stop.wait()
                 return
             try:
-                self.agent.on_mic_frame(frame, self.clock() - frame_s)
+                self.agent.on_mic_frame(frame.pcm, frame.captured_at_s)
             except Exception:
                 # One bad frame must not stop listening.
                 self.agent.counters.internal_errors += 1
