@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
@@ -96,7 +96,8 @@ USER_LANGUAGES = (
     "common", "zh", "cant", "sc", "en", "ja", "ko", "fr", "id", "es", "pt", "ms", "ru",
     "en-US", "ja-JP", "de-DE", "fr-FR", "es-MX", "it-IT", "pt-BR", "id-ID", "ko-KR", "ru-RU", "zh-CN",
 )  # fmt: skip
-EMOTIONS = ("happy", "sad", "angry", "surprised", "fear", "hate", "excited", "coldness", "neutral")
+EmotionName = Literal["happy", "sad", "angry", "surprised", "fear", "hate", "excited", "coldness", "neutral"]
+EMOTIONS: tuple[str, ...] = get_args(EmotionName)
 CHAT_STATUSES = ("created", "in_progress", "completed", "failed", "requires_action", "canceled")
 MESSAGE_ROLES = ("user", "assistant")
 MESSAGE_TYPES = (
