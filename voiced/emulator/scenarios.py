@@ -112,6 +112,17 @@ def render_template(template: str, values: dict[str, Any]) -> str:
     return _TEMPLATE_TOKEN.sub(replace, template)
 
 
+DEFAULT_PROLOGUE = "Hello! I am the voiced emulator. What can I do for you?"
+_SENTENCE_END = re.compile(r"(?<=[.!?。！？])\s+")
+
+
+def prologue_turn(text: str) -> Turn:
+    """The turn that speaks ``text`` (a prologue) as it is: one reply sentence per sentence, no templates."""
+    literal = text.replace("{", "{{").replace("}", "}}")
+    sentences = [s for s in _SENTENCE_END.split(literal.strip()) if s.strip()]
+    return Turn(reply=sentences or [literal])
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -172,6 +183,13 @@ class Scenario(_Strict):
     turns: list[Turn] = Field(default_factory=list)
     fallback: Turn | None = None
     loop: bool = Field(False, description="Wrap the ordered cursor around after the last turn.")
+    prologue: str = Field(
+        DEFAULT_PROLOGUE,
+        min_length=1,
+        max_length=1024,
+        description="The bot's opening line: spoken after chat.updated when the client sets "
+        "need_play_prologue without a prologue_content of its own.",
+    )
     on_empty_audio: Literal["reply", "ignore", "error"] = Field(
         "ignore",
         description="input_audio_buffer.complete with no audio: answer anyway, do nothing after the ack, "
