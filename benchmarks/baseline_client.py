@@ -15,7 +15,8 @@ It runs in the SDK's own virtualenv (cozepy pins an older websockets than voiced
 by :mod:`benchmarks.baseline`. Run as ``python -m benchmarks.baseline --url ws://127.0.0.1:PORT
 --bot-id ID --input-wav mic24k.wav --seconds 20 --stats-json out.json`` with ``COZE_API_TOKEN`` in
 the environment. It sends ``READY=1`` to ``$NOTIFY_SOCKET`` once ``chat.updated`` arrives (as voiced
-does), so start-up time is measured the same way for both. The measurements it writes are what the benchmark compares with voiced.
+does), so start-up time is measured the same way for both. The measurements it writes are what the
+benchmark compares with voiced.
 """
 
 # No `from __future__ import annotations`: cozepy maps handlers to events by their annotations at run time.
