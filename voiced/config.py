@@ -34,10 +34,13 @@ from voiced.plugins.settings import PluginSettings
 from voiced.protocol.models import (
     AsrConfig,
     ChatConfig,
+    EmotionConfig,
+    EmotionName,
     InputAudio,
     OpusConfig,
     OutputAudio,
     PcmConfig,
+    SemanticVadConfig,
     SessionConfig,
     TurnDetection,
     deep_merge,
@@ -116,7 +119,7 @@ def is_loopback_host(host: str) -> bool:
 class SessionSettings(_Section):
     """``[session]``: what ``chat.update`` asks the server for (protocol.md §3.1)."""
 
-    turn_detection: Literal["client_interrupt", "server_vad"] = "client_interrupt"
+    turn_detection: Literal["client_interrupt", "server_vad", "semantic_vad"] = "client_interrupt"
     input_codec: Literal["opus", "pcm"] = "opus"
     output_codec: Literal["pcm", "opus", "g711a", "g711u"] = "pcm"
     output_sample_rate_hz: Literal[8000, 16000, 24000, 48000] = 24000
@@ -126,8 +129,24 @@ class SessionSettings(_Section):
     speech_rate: int | None = Field(None, ge=-50, le=100)
     server_vad_prefix_padding_ms: int = Field(600, ge=0)
     server_vad_silence_duration_ms: int = Field(500, ge=0)
+    semantic_vad_silence_threshold_ms: int | None = Field(
+        None, ge=0, description="semantic_vad: silence before the cloud judges the sentence (server: 300)."
+    )
+    semantic_vad_unfinished_wait_ms: int | None = Field(
+        None, ge=0, description="semantic_vad: extra wait when the sentence sounds unfinished (server: 500)."
+    )
     conversation_id: str | None = None
     user_language: str | None = None
+    asr_hot_words: list[str] = Field(
+        default_factory=list, description="Words the ASR should favour (names, products); ≤ 100 tokens."
+    )
+    asr_context: str | None = Field(None, description="Context that helps the ASR; ≤ 800 tokens.")
+    emotion: EmotionName | None = Field(None, description="Voice emotion of the replies.")
+    emotion_scale: float | None = Field(None, ge=1.0, le=5.0, description="Strength of emotion (server: 4).")
+    need_play_prologue: bool = Field(False, description="The bot speaks its opening line on connecting.")
+    prologue_content: str | None = Field(
+        None, max_length=1024, description="The opening line; unset = the one set on the bot."
+    )
     extra: dict[str, Any] = Field(
         default_factory=dict,
         description="Merged into the chat.update data as is: for server options voiced does not model.",
@@ -136,6 +155,8 @@ class SessionSettings(_Section):
     def to_session_config(self, coze: CozeSettings) -> SessionConfig:
         """The ``chat.update`` data these settings ask for."""
         output = OutputAudio(codec=self.output_codec, voice_id=self.voice_id, speech_rate=self.speech_rate)
+        if self.emotion is not None or self.emotion_scale is not None:
+            output.emotion_config = EmotionConfig(emotion=self.emotion, emotion_scale=self.emotion_scale)
         if self.output_codec == "opus":
             output.opus_config = OpusConfig(
                 frame_size_ms=self.output_opus_frame_ms,
@@ -148,6 +169,14 @@ class SessionSettings(_Section):
         if self.turn_detection == "server_vad":
             turn.prefix_padding_ms = self.server_vad_prefix_padding_ms
             turn.silence_duration_ms = self.server_vad_silence_duration_ms
+        elif self.turn_detection == "semantic_vad" and (
+            self.semantic_vad_silence_threshold_ms is not None
+            or self.semantic_vad_unfinished_wait_ms is not None
+        ):
+            turn.semantic_vad_config = SemanticVadConfig(
+                silence_threshold_ms=self.semantic_vad_silence_threshold_ms,
+                semantic_unfinished_wait_time_ms=self.semantic_vad_unfinished_wait_ms,
+            )
         config = SessionConfig(
             # format "pcm": raw PCM or raw Opus packets; the server default "wav" would reject them.
             input_audio=InputAudio(
@@ -164,8 +193,15 @@ class SessionSettings(_Section):
             config.chat_config = ChatConfig(
                 conversation_id=self.conversation_id or None, user_id=coze.user_id
             )
-        if self.user_language:
-            config.asr_config = AsrConfig(user_language=self.user_language)
+        if self.user_language or self.asr_hot_words or self.asr_context:
+            config.asr_config = AsrConfig(
+                user_language=self.user_language or None,
+                hot_words=list(self.asr_hot_words) or None,
+                context=self.asr_context or None,
+            )
+        if self.need_play_prologue:
+            config.need_play_prologue = True
+            config.prologue_content = self.prologue_content or None
         if self.extra:
             merged = deep_merge(config.to_wire(), self.extra)
             config = SessionConfig.model_validate(merged)

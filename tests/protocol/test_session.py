@@ -222,3 +222,20 @@ def test_protocol_package_does_no_io() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_prologue_is_asked_for_once_per_conversation_not_per_connection() -> None:
+    config = SessionConfig(need_play_prologue=True, prologue_content="Hello!")
+    session = ClientSession(config)
+    session.receive(json.dumps({"event_type": "chat.created"}))
+    first = json.loads(session.update())
+    assert first["data"]["need_play_prologue"] is True and first["data"]["prologue_content"] == "Hello!"
+    session.receive(
+        json.dumps({"event_type": "chat.updated", "data": {"chat_config": {"conversation_id": "7526"}}})
+    )
+    session.connection_lost()
+    session.reconnected()
+    session.receive(json.dumps({"event_type": "chat.created"}))
+    again = json.loads(session.update())
+    assert again["data"]["chat_config"]["conversation_id"] == "7526"
+    assert "need_play_prologue" not in again["data"] and "prologue_content" not in again["data"]

@@ -339,7 +339,8 @@ class ClientSession:
         """The ``chat.update`` frame for ``config`` (default: the session's own).
 
         The known ``conversation_id`` is filled in unless ``config`` names one, so that a reconnect
-        keeps its context. No audio may be sent until ``chat.updated`` is received.
+        keeps its context; a prologue is asked for only while no conversation is known. No audio may
+        be sent until ``chat.updated`` is received.
         """
         self._require_open("send chat.update")
         chosen = (config if config is not None else self.config).model_copy(deep=True)
@@ -348,6 +349,10 @@ class ClientSession:
             if not chat_config.conversation_id:
                 chat_config.conversation_id = self.conversation_id
             chosen.chat_config = chat_config
+            if chosen.need_play_prologue:
+                # The opening line belongs to the start of a conversation, not to a reconnect resuming it.
+                chosen.need_play_prologue = None
+                chosen.prologue_content = None
         self._move(Move.SEND_UPDATE)
         if config is not None:
             self.config = config
