@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 
 from voiced.agent.check import collect_checks, render
-from voiced.config import ConfigError, load_config
+from voiced.config import load_config
 from voiced.emulator import EmulatorSettings, serve_emulator
+from voiced.errors import ConfigError
 from voiced.protocol.events import ChatUpdate
 
 FULL: dict[str, Any] = {
