@@ -152,6 +152,13 @@ class SessionSettings(_Section):
         description="Merged into the chat.update data as is: for server options voiced does not model.",
     )
 
+    @property
+    def output_rate_hz(self) -> int:
+        """The rate reply audio arrives at: 8 kHz for G.711, else ``output_sample_rate_hz``."""
+        if self.output_codec in ("g711a", "g711u"):
+            return 8000
+        return int(self.output_sample_rate_hz)
+
     def to_session_config(self, coze: CozeSettings) -> SessionConfig:
         """The ``chat.update`` data these settings ask for."""
         output = OutputAudio(codec=self.output_codec, voice_id=self.voice_id, speech_rate=self.speech_rate)
@@ -215,6 +222,9 @@ class AgentSettings(_Section):
     half_duplex: bool = Field(False, description="Mute the mic while the device talks (no echo canceller).")
     interrupt_fade_ms: float = Field(10.0, ge=0, le=100)
     uplink_queue_ms: int = Field(2000, ge=100, description="Audio queued for a slow socket; oldest dropped.")
+    send_timeout_s: float = Field(
+        5.0, gt=0, le=60, description="A socket that cannot take one frame this long is reopened."
+    )
     volume_pct: int = Field(100, ge=0, le=100)
 
 

@@ -78,6 +78,16 @@ def server_code_error(code: int, msg: str, logid: str | None) -> FatalError | No
     return FatalError(f"Coze error {code} ({msg}): {known.advice}{where}", exit_code)
 
 
+def close_code_error(code: int | None, reason: str) -> FatalError | None:
+    """The FatalError for a WebSocket close code after which retrying cannot help, else None.
+
+    The server may close with the Coze error code itself instead of sending an ``error`` event.
+    """
+    if code is None:
+        return None
+    return server_code_error(code, reason or "connection closed", None)
+
+
 def unwrap(error: BaseException) -> BaseException:
     """The error that decides the exit, out of any nesting of exception groups.
 

@@ -16,6 +16,7 @@ from websockets.exceptions import ConnectionClosed
 from tests.agent.harness import daemon_config, running_daemon, utterance_pcm
 from tests.reliability.conftest import CapturedLogs
 from voiced.agent.agent import Agent
+from voiced.conversation.states import TurnState
 from voiced.devices.memory import MemorySource
 from voiced.emulator import EmulatorSettings, load_scenario, serve_emulator
 from voiced.log import configure
@@ -32,7 +33,7 @@ def phases_now(agent: Agent) -> list[str]:
     if not agent.connected:
         return ["configuring"]
     found = []
-    if agent._in_user_turn:
+    if agent.state in (TurnState.USER_TURN, TurnState.PUSH_TO_TALK):
         found.append("user speaking")
     if agent.playout.speaking:
         found.append("reply playing")
