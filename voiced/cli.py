@@ -12,7 +12,7 @@ from voiced import __version__, early_signals, restore_early_signals
 from voiced.config import VoicedConfig, find_config_file, load_config, parse_value, require_bot
 from voiced.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, ConfigError, VoicedError
 from voiced.log import configure as configure_logging
-from voiced.log import get_logger, register_secret
+from voiced.log import get_logger, install_redacting_streams, register_secret
 
 
 def _add_config_options(parser: argparse.ArgumentParser) -> None:
@@ -113,6 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Parse ``argv`` and run the subcommand; returns the process exit code."""
+    # Plugins print, and tracebacks quote values: neither may show the token on the console/journal.
+    install_redacting_streams()
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

@@ -124,6 +124,9 @@ MAX_FIELD_CHARS = 512
 TRUNCATED_MARKER = "…[truncated {dropped} chars]"
 # Fields a line may carry before the rest are folded into one ``dropped_fields`` count.
 _MAX_FIELDS = 48
+# Items kept of a list or dict field, and the size of such a field once rendered.
+_MAX_ITEMS = 16
+_MAX_CONTAINER_CHARS = 4 * MAX_FIELD_CHARS
 
 
 def truncate_text(text: str, max_chars: int = MAX_FIELD_CHARS) -> str:
@@ -138,22 +141,24 @@ def _bound_value(value: Any, depth: int = 0) -> Any:
         return truncate_text(value)
     if isinstance(value, bytes | bytearray):
         return f"<{len(value)} bytes>"
-    if depth >= 3:
-        return truncate_text(repr(value))
-    if isinstance(value, dict):
-        items = list(value.items())
-        bounded = {truncate_text(str(k), 64): _bound_value(v, depth + 1) for k, v in items[:_MAX_FIELDS]}
-        if len(items) > _MAX_FIELDS:
-            bounded["…"] = f"{len(items) - _MAX_FIELDS} more keys"
-        return bounded
-    if isinstance(value, list | tuple):
-        head = [_bound_value(v, depth + 1) for v in value[:_MAX_FIELDS]]
-        if len(value) > _MAX_FIELDS:
-            head.append(f"… {len(value) - _MAX_FIELDS} more items")
-        return head
     if isinstance(value, int | float | bool) or value is None:
         return value
-    return truncate_text(str(value))
+    if not isinstance(value, dict | list | tuple) or depth >= 3:
+        return truncate_text(str(value))
+    bounded: Any
+    if isinstance(value, dict):
+        items = list(value.items())
+        bounded = {truncate_text(str(k), 64): _bound_value(v, depth + 1) for k, v in items[:_MAX_ITEMS]}
+        if len(items) > _MAX_ITEMS:
+            bounded["…"] = f"{len(items) - _MAX_ITEMS} more keys"
+    else:
+        bounded = [_bound_value(v, depth + 1) for v in value[:_MAX_ITEMS]]
+        if len(value) > _MAX_ITEMS:
+            bounded.append(f"… {len(value) - _MAX_ITEMS} more items")
+    if depth == 0 and len(repr(bounded)) > _MAX_CONTAINER_CHARS:
+        # Many bounded items still add up: the whole field becomes one bounded text.
+        return truncate_text(repr(bounded), _MAX_CONTAINER_CHARS)
+    return bounded
 
 
 def bound_fields(_logger: Any, _name: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
@@ -243,3 +248,45 @@ class _Window:
     started_s: float
     passed: int
     dropped: int
+
+
+# --- the process's own stdout and stderr ---------------------------------------------------------------
+
+
+class RedactingStream:
+    """A text stream that passes everything written through :func:`redact` before the real one.
+
+    Whole writes are redacted (``print(token)`` writes the token in one piece, and a traceback
+    writes each line whole); a secret split across two ``write`` calls is not caught. Bytes written
+    to ``.buffer`` or to the file descriptor bypass it.
+    """
+
+    def __init__(self, inner: TextIO) -> None:
+        self.inner = inner
+
+    def write(self, text: str) -> int:
+        self.inner.write(redact(text))
+        return len(text)
+
+    def writelines(self, lines: Any) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        self.inner.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def install_redacting_streams() -> None:
+    """Wrap ``sys.stdout`` and ``sys.stderr`` in :class:`RedactingStream` (once; idempotent).
+
+    Call it first thing in a program that runs plugins: their prints and the interpreter's own
+    tracebacks (``sys.excepthook``, ``threading.excepthook``, asyncio's handler) then cannot show a
+    registered secret. Call it before :func:`configure`, which keeps a reference to the stream.
+    """
+    if not isinstance(sys.stdout, RedactingStream):
+        sys.stdout = RedactingStream(sys.stdout)
+    if not isinstance(sys.stderr, RedactingStream):
+        sys.stderr = RedactingStream(sys.stderr)
