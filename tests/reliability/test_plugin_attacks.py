@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def runner_for(*tools: str, **settings: object) -> ToolRunner:
-    plugin_settings = PluginSettings(enabled=list(tools), modules=[ATTACKS], **settings)  # type: ignore[arg-type]
+    plugin_settings = PluginSettings(enabled=list(tools), modules=[ATTACKS], **settings)
     return ToolRunner(PluginRegistry.load(plugin_settings), plugin_settings)
 
 
