@@ -79,13 +79,19 @@ def server_code_error(code: int, msg: str, logid: str | None) -> FatalError | No
 
 
 def close_code_error(code: int | None, reason: str) -> FatalError | None:
-    """The FatalError for a WebSocket close code after which retrying cannot help, else None.
+    """The FatalError for a WebSocket close code after which reconnecting cannot help, else None.
 
-    The server may close with the Coze error code itself instead of sending an ``error`` event.
+    Coze may end a connection with 4100/4101 (token) or 4027/4028 (billing) as the close code, with
+    no ``error`` event before it. Call this once the connection has closed, with its close code and
+    reason; raise the result if it is not None, otherwise reconnect as usual.
     """
     if code is None:
         return None
-    return server_code_error(code, reason or "connection closed", None)
+    shown = reason[:_REASON_CHARS] + ("…" if len(reason) > _REASON_CHARS else "")
+    return server_code_error(code, shown or "connection closed", None)
+
+
+_REASON_CHARS = 120
 
 
 def unwrap(error: BaseException) -> BaseException:

@@ -108,7 +108,7 @@ async def test_a_hundred_drops_a_hundred_recoveries_no_leaks(logs: CapturedLogs)
     # The drops hit every part of a turn, not just idle time. Where each drop lands depends on the
     # machine's timing; a handful in each phase is what proves coverage.
     assert phases["reply playing"] + phases["reply pending"] >= 5, phases
-    assert phases["user speaking"] >= 5, phases
+    assert phases["user speaking"] >= 3, phases
     assert tasks_after <= tasks_before, (tasks_before, tasks_after)
     # Bounded buffers: the last 70 reconnects leave at most allocator noise behind (the test's own log
     # capture, tracemalloc's bookkeeping and the fake speaker's recording aside).
