@@ -86,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="check config, token, devices and the server; non-zero on failure")
     _add_config_options(check)
     check.add_argument("--skip-devices", action="store_true", help="do not open the sound devices")
+    check.add_argument("--tone", action="store_true", help="play a one-second test tone on the speaker")
 
     sub.add_parser("devices", help="list sound devices and the rates they support")
 
@@ -135,8 +136,10 @@ def _dispatch(args: argparse.Namespace) -> int:
     if command == "check":
         from voiced.agent.check import run_check
 
-        config, _ = load_cli_config(args)
-        return asyncio.run(run_check(config, open_devices=not args.skip_devices))
+        config, path = load_cli_config(args)
+        return asyncio.run(
+            run_check(config, open_devices=not args.skip_devices, config_path=path, tone=args.tone)
+        )
     if command == "devices":
         from voiced.devices.listing import list_devices, render_device_table
 
