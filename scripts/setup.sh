@@ -22,6 +22,10 @@ apt_test=(pulseaudio pulseaudio-utils libasound2-plugins)
 
 log() { printf 'setup: %s\n' "$*" >&2; }
 
+# shellcheck source=scripts/platform.sh
+. "$here/scripts/platform.sh"
+voiced_check_platform || exit 1
+
 # The service runs on the distribution's own interpreter (a Pi runs /usr/bin/python3), so the
 # virtualenv is built from it too; VOICED_PYTHON names another (e.g. python3.13 for a second lane).
 python=${VOICED_PYTHON:-}

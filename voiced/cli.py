@@ -7,12 +7,49 @@ import asyncio
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from voiced import __version__, early_signals, restore_early_signals
-from voiced.config import VoicedConfig, find_config_file, load_config, parse_value, require_bot
-from voiced.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, ConfigError, VoicedError
+from voiced.config import (
+    COZE_TOKEN_ENV,
+    VoicedConfig,
+    find_config_file,
+    load_config,
+    parse_value,
+    require_bot,
+)
+from voiced.errors import (
+    EXIT_CONFIG,
+    EXIT_DEVICE,
+    EXIT_FAILURE,
+    EXIT_INTERRUPTED,
+    EXIT_NOPERM,
+    EXIT_UNAVAILABLE,
+    EXIT_USAGE,
+    ConfigError,
+    FatalError,
+    VoicedError,
+)
 from voiced.log import configure as configure_logging
 from voiced.log import get_logger, install_redacting_streams, register_secret
+
+EXIT_CODES_HELP = f"""exit codes:
+  0    done (or stopped by SIGTERM / SIGINT)
+  {EXIT_FAILURE}    failure (a check failed, an unexpected error)
+  {EXIT_USAGE}    usage: a wrong option or argument
+  {EXIT_UNAVAILABLE}   the Coze account is out of credit (4027/4028)
+  {EXIT_DEVICE}   an audio device that can never work as configured
+  {EXIT_NOPERM}   the token is missing or refused (HTTP 401/403, 4100/4101)
+  {EXIT_CONFIG}   invalid configuration
+  {EXIT_INTERRUPTED}  interrupted (Ctrl-C)"""
+
+SIGNALS_HELP = """signals (voiced run):
+  SIGTERM, SIGINT  stop gracefully (a second SIGINT stops at once)
+  SIGHUP           re-read the config file (systemctl reload voiced)
+  SIGUSR1/SIGUSR2  push-to-talk press / release"""
+
+#: The path the Coze client appends to coze.base_url itself.
+CHAT_PATH = "/v1/chat"
 
 
 def _add_config_options(parser: argparse.ArgumentParser) -> None:
@@ -30,7 +67,22 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
         help="override one setting, e.g. --set session.turn_detection=server_vad",
     )
     parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
-    parser.add_argument("--log-format", choices=["auto", "json", "console"])
+    parser.add_argument(
+        "--log-format",
+        choices=["auto", "json", "console"],
+        help="auto: console on a terminal, JSON lines otherwise",
+    )
+
+
+def _add_config_options_to_subcommands(parser: argparse.ArgumentParser) -> None:
+    """Let --config/--set also follow a sub-subcommand (`voiced plugins list --config F`)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                child.add_argument("-c", "--config", type=Path, default=argparse.SUPPRESS, help="config file")
+                child.add_argument(
+                    "--set", metavar="KEY=VALUE", action="append", default=argparse.SUPPRESS, help="override"
+                )
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -71,51 +123,126 @@ def load_cli_config(
     ignored = early_signals()
     if ignored:
         log.warning("signals ignored during start-up: the daemon was not ready for them", signals=ignored)
+    base = config.coze.base_url.rstrip("/")
+    if urlsplit(base).path.endswith(CHAT_PATH):
+        # The emulator prints its full chat URL; voiced appends the path itself.
+        config.coze.base_url = base[: -len(CHAT_PATH)]
+        log.warning(
+            f"coze.base_url ends with {CHAT_PATH}, which voiced appends itself: using {config.coze.base_url}"
+        )
     return config, path
 
 
+def require_token(config: VoicedConfig) -> None:
+    """Raise (EXIT_NOPERM) when no token is configured: before any device is opened or waited for."""
+    token = config.coze.token
+    if token is None or not token.get_secret_value():
+        raise FatalError(
+            f"no Coze token: set coze.token_file, a coze-token credential or {COZE_TOKEN_ENV} "
+            "(`voiced check` shows where voiced looks)",
+            EXIT_NOPERM,
+        )
+
+
 def build_parser() -> argparse.ArgumentParser:
+    raw = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(
         prog="voiced",
         description="A realtime voice-agent daemon for Coze bots on edge devices.",
+        epilog=f"{SIGNALS_HELP}\n\n{EXIT_CODES_HELP}\n\n`voiced COMMAND --help` describes each command.",
+        formatter_class=raw,
     )
     parser.add_argument("--version", action="version", version=f"voiced {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    run = sub.add_parser("run", help="run the daemon (microphone → Coze → speaker)")
+    def command(
+        name: str, summary: str, description: str, epilog: str = EXIT_CODES_HELP
+    ) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=summary, description=description, epilog=epilog, formatter_class=raw)
+
+    run = command(
+        "run",
+        "run the daemon (microphone → Coze → speaker)",
+        "Run the daemon until stopped: listen, stream your speech to the Coze bot, play its replies, "
+        "answer its tool calls. Under systemd it reports READY and feeds the watchdog.",
+        f"{SIGNALS_HELP}\n\n{EXIT_CODES_HELP}",
+    )
     _add_config_options(run)
     run.add_argument("--input-wav", type=Path, help="use a WAV file as the microphone (then silence)")
     run.add_argument("--output-wav", type=Path, help="write the replies to a WAV file instead of a speaker")
 
-    demo = sub.add_parser("demo", help="the daemon against the bundled emulator, a bundled utterance as mic")
+    demo = command(
+        "demo",
+        "the daemon against the bundled emulator, a bundled utterance as mic",
+        "One spoken turn with the daemon against the emulator in this process: no account, no network, "
+        "no sound card needed. Progress is printed as the turn happens; the reply is written to "
+        "./voiced-demo-reply.wav. --call TOOL --args JSON makes the bot call one of your plugins.",
+    )
+    _add_config_options(demo)
     from voiced.demo import add_arguments as demo_arguments
 
     demo_arguments(demo)
 
-    check = sub.add_parser("check", help="check config, token, devices and the server; non-zero on failure")
+    check = command(
+        "check",
+        "check config, token, devices and the server; non-zero on failure",
+        "Every check as a table: the config file and token source in use, the bot id, the plugins, "
+        "the microphone (and its level over two seconds: speak), the speaker, the server. "
+        "Exits 1 if a row says FAIL; WARN rows do not fail it.",
+    )
     _add_config_options(check)
     check.add_argument("--skip-devices", action="store_true", help="do not open the sound devices")
+    check.add_argument("--tone", action="store_true", help="play a one-second test tone on the speaker")
 
-    sub.add_parser("devices", help="list sound devices and the rates they support")
+    command(
+        "devices",
+        "list sound devices and the rates they support",
+        "The sound devices PortAudio sees (defaults marked, with the rates each takes), then the sinks "
+        "and sources of a running PulseAudio/PipeWire server by name. Choose one with "
+        "audio.devices.input_device / audio.devices.output_device.",
+    )
 
-    emulator = sub.add_parser("emulator", help="serve the local Coze-compatible emulator")
+    config_cmd = command(
+        "config",
+        "show the effective configuration",
+        "`voiced config show`: every setting with the value in effect and where it came from "
+        "(default, file, environment, --set); the token is never shown.",
+    )
+    config_sub = config_cmd.add_subparsers(dest="config_command", metavar="{show}", required=True)
+    show = config_sub.add_parser("show", help="every setting, its value and its source")
+    _add_config_options(show)
+
+    from voiced.emulator.cli import SCENARIO_HELP
     from voiced.emulator.cli import add_arguments as emulator_arguments
 
+    emulator = sub.add_parser(
+        "emulator",
+        help="serve the local Coze-compatible emulator",
+        description="Serve the local Coze-compatible chat server until SIGINT/SIGTERM.",
+        epilog=SCENARIO_HELP,
+        formatter_class=raw,
+    )
     emulator_arguments(emulator)
 
-    plugins = sub.add_parser("plugins", help="list, export or call the device-side plugins")
+    plugins = command(
+        "plugins",
+        "list, export or call the device-side plugins",
+        "The tools the bot can call on this device: list them, print the schema to declare on the bot, "
+        "or call one locally as the bot would.",
+    )
     _add_config_options(plugins)
     from voiced.plugins.cli import add_arguments as plugin_arguments
 
     plugin_arguments(plugins)
+    _add_config_options_to_subcommands(plugins)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Parse ``argv`` and run the subcommand; returns the process exit code."""
+    parser = build_parser()
     # Plugins print, and tracebacks quote values: neither may show the token on the console/journal.
     install_redacting_streams()
-    parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
@@ -124,12 +251,16 @@ def main(argv: list[str] | None = None) -> int:
         restore_early_signals()
     try:
         return _dispatch(args)
-    except ConfigError as exc:
-        print(f"voiced: configuration error:\n{exc}", file=sys.stderr)
-        return exc.exit_code
     except VoicedError as exc:
         print(f"voiced: {exc}", file=sys.stderr)
         return exc.exit_code
+    except UnicodeDecodeError as exc:
+        # A config or token file in another encoding: say so in one line, not a traceback.
+        print(
+            f"voiced: a config or token file is not UTF-8 text ({exc.reason}): save it as UTF-8",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
 
@@ -145,25 +276,43 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         config, path = load_cli_config(args)
         require_bot(config)
+        require_token(config)
         return asyncio.run(run_command(config, path, args.input_wav, args.output_wav, _overrides(args)))
     if command == "demo":
         from voiced.demo import run_demo
 
-        return run_demo(args)
+        return run_demo(args, _overrides(args))
+    if command == "config":
+        from voiced.config_show import render_config_sources
+
+        config, path = load_cli_config(args)
+        print(render_config_sources(config, path, _overrides(args)))
+        return 0
     if command == "check":
         from voiced.agent.check import run_check
 
-        config, _ = load_cli_config(args)
-        require_bot(config)
-        return asyncio.run(run_check(config, open_devices=not args.skip_devices))
+        config, path = load_cli_config(args)
+        return asyncio.run(
+            run_check(config, open_devices=not args.skip_devices, config_path=path, tone=args.tone)
+        )
     if command == "devices":
-        from voiced.devices.listing import list_devices, render_device_table
+        from voiced.devices.listing import (
+            list_devices,
+            list_server_devices,
+            render_device_table,
+            render_server_devices,
+        )
 
+        configure_logging("warning", "auto")
         try:
             print(render_device_table(list_devices()))
         except Exception as exc:
             print(f"voiced: {exc}", file=sys.stderr)
             return EXIT_FAILURE
+        server = list_server_devices()
+        if server:
+            print()
+            print(render_server_devices(server))
         return 0
     if command == "emulator":
         from voiced.emulator.cli import run as run_emulator

@@ -254,3 +254,72 @@ async def test_the_playback_tap_sees_exactly_what_the_device_plays(pulse: PulseS
     times = [t for _, _, t in tap.blocks]
     assert all(b >= a for a, b in itertools.pairwise(times))
     assert all(t >= 0 for t in times)
+
+
+def tone(rate_hz: int, seconds: float) -> np.ndarray:
+    t = np.arange(int(rate_hz * seconds)) / rate_hz
+    return (8000 * np.sin(2 * np.pi * 440 * t)).astype(np.int16)
+
+
+async def play_on(output_device: str) -> PortAudioSink:
+    sink = PortAudioSink(DeviceSettings(output_device=output_device), 24000)
+    await sink.start()
+    try:
+        audio = tone(24000, 1.0)
+        written = 0
+        while written < audio.size:
+            n = min(sink.writable_samples(), audio.size - written)
+            sink.write(audio[written : written + n])
+            written += n
+            await asyncio.sleep(0.01)
+        while sink.queued_samples() > 0:
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.3)
+    finally:
+        await sink.stop()
+    return sink
+
+
+def energy(samples: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(samples.astype(np.float64) ** 2))) if samples.size else 0.0
+
+
+@pytest.mark.parametrize("spec", ["pulse:usbspk", "USB_Speak", "usbspk"])
+async def test_a_sound_server_sink_is_chosen_by_name_or_description(pulse: PulseServer, spec: str) -> None:
+    import os
+
+    saved = os.environ.get("PULSE_SINK")
+    try:
+        await play_on(spec)
+    finally:
+        os.environ.pop("PULSE_SINK", None) if saved is None else os.environ.update(PULSE_SINK=saved)
+    assert energy(pulse.speaker2_audio()) > 1000  # the tone landed in the chosen sink ...
+    assert energy(pulse.speaker_audio()) < 50  # ... and not in the default one
+
+
+def test_voiced_devices_lists_the_servers_sinks_and_sources(pulse: PulseServer) -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "voiced", "devices"], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert '"pulse:usbspk"' in done.stdout and "USB" in done.stdout
+    assert '"pulse:vspk"' in done.stdout and '"pulse:vmic"' in done.stdout
+    assert "audio.devices.output_device" in done.stdout
+
+
+async def test_an_unknown_server_sink_is_refused_with_the_names(pulse: PulseServer) -> None:
+    sink = PortAudioSink(DeviceSettings(output_device="pulse:hdmi"), 24000)
+    with pytest.raises(DeviceNotFound, match="pulse:usbspk"):
+        await sink.start()
+
+
+async def test_the_not_found_advice_names_a_key_that_exists(pulse: PulseServer) -> None:
+    from voiced.config import VoicedConfig
+
+    with pytest.raises(DeviceNotFound) as err:
+        await PortAudioSink(DeviceSettings(output_device="no-such"), 24000).start()
+    assert "audio.devices.output_device" in str(err.value)
+    assert "output_device" in VoicedConfig().audio.devices.model_dump()

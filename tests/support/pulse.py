@@ -57,6 +57,8 @@ class PulseServer:
         self.socket = root / "native"
         self.mic_fifo = root / "mic.fifo"
         self.speaker_fifo = root / "speaker.fifo"
+        #: A second, non-default sink ("usbspk", described as "USB Speaker"): for choosing by name.
+        self.speaker2_fifo = root / "speaker2.fifo"
         self.log_path = root / "pulseaudio.log"
         self.client_conf = root / "client.conf"
         self._proc: subprocess.Popen[bytes] | None = None
@@ -65,6 +67,7 @@ class PulseServer:
         self._mic_queue: deque[npt.NDArray[np.int16]] = deque()
         self._mic_lock = threading.Lock()
         self._speaker = bytearray()
+        self._speaker2 = bytearray()
         self._speaker_lock = threading.Lock()
         self.mic_samples_fed = 0
         self.mic_samples_said = 0
@@ -84,7 +87,7 @@ class PulseServer:
         for d in ("home", "runtime"):
             (self.root / d).mkdir(parents=True, exist_ok=True)
         # The pipe modules create their FIFOs and refuse to load when one already exists.
-        for fifo in (self.mic_fifo, self.speaker_fifo):
+        for fifo in (self.mic_fifo, self.speaker_fifo, self.speaker2_fifo):
             fifo.unlink(missing_ok=True)
         # No autospawn: after kill() a client must see the server gone, not start a new one.
         self.client_conf.write_text("autospawn = no\n")
@@ -95,6 +98,9 @@ class PulseServer:
             f"rate={self.mic_rate_hz} channels=1\n"
             f"load-module module-pipe-sink sink_name=vspk file={self.speaker_fifo} format=s16le "
             f"rate={self.speaker_rate_hz} channels=1 use_system_clock_for_timing=yes\n"
+            f"load-module module-pipe-sink sink_name=usbspk file={self.speaker2_fifo} format=s16le "
+            f"rate={self.speaker_rate_hz} channels=1 use_system_clock_for_timing=yes "
+            "sink_properties=device.description=USB_Speaker\n"
             "set-default-source vmic\n"
             "set-default-sink vspk\n"
         )
@@ -119,7 +125,8 @@ class PulseServer:
         )
         log.close()
         deadline = time.monotonic() + _READY_TIMEOUT_S
-        while not (self.socket.exists() and self.mic_fifo.exists() and self.speaker_fifo.exists()):
+        fifos = (self.mic_fifo, self.speaker_fifo, self.speaker2_fifo)
+        while not (self.socket.exists() and all(f.exists() for f in fifos)):
             if self._proc.poll() is not None:
                 raise RuntimeError(f"pulseaudio exited early: {self.log_path.read_text()[-2000:]}")
             if time.monotonic() > deadline:
@@ -129,6 +136,12 @@ class PulseServer:
         self._threads = [
             threading.Thread(target=self._feed_mic, name="pulse-mic-feeder", daemon=True),
             threading.Thread(target=self._drain_speaker, name="pulse-speaker-drain", daemon=True),
+            threading.Thread(
+                target=self._drain_speaker,
+                args=(self.speaker2_fifo, self._speaker2),
+                name="pulse-speaker2-drain",
+                daemon=True,
+            ),
         ]
         for t in self._threads:
             t.start()
@@ -192,8 +205,9 @@ class PulseServer:
             os.close(fd)
 
     # -- the virtual speaker ------------------------------------------------------------------------
-    def _drain_speaker(self) -> None:
-        fd = os.open(self.speaker_fifo, os.O_RDONLY | os.O_NONBLOCK)
+    def _drain_speaker(self, fifo: Path | None = None, into: bytearray | None = None) -> None:
+        captured = self._speaker if into is None else into
+        fd = os.open(fifo or self.speaker_fifo, os.O_RDONLY | os.O_NONBLOCK)
         try:
             while not self._stop.is_set():
                 try:
@@ -205,7 +219,7 @@ class PulseServer:
                     time.sleep(0.005)
                     continue
                 with self._speaker_lock:
-                    self._speaker += data
+                    captured += data
         finally:
             os.close(fd)
 
@@ -213,6 +227,12 @@ class PulseServer:
         """Everything the virtual speaker played so far, int16 at speaker_rate_hz."""
         with self._speaker_lock:
             data = bytes(self._speaker[: len(self._speaker) // 2 * 2])
+        return np.frombuffer(data, dtype="<i2").astype(np.int16)
+
+    def speaker2_audio(self) -> npt.NDArray[np.int16]:
+        """Everything the second sink ("usbspk") played so far, int16 at speaker_rate_hz."""
+        with self._speaker_lock:
+            data = bytes(self._speaker2[: len(self._speaker2) // 2 * 2])
         return np.frombuffer(data, dtype="<i2").astype(np.int16)
 
     # -- lifecycle -------------------------------------------------------------------------------

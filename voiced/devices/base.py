@@ -52,7 +52,7 @@ class DeviceNotFound(DeviceError):  # noqa: N818  (name fixed by the daemon API)
         what = "default device" if wanted is None else repr(wanted)
         super().__init__(
             f"no {kind} device matches {what}. Available {kind} devices: {names}. "
-            f"Set audio.{kind}_device to an index or a part of one of these names (`voiced devices`)."
+            f"Set audio.devices.{kind}_device to an index or a part of one of these names (`voiced devices`)."
         )
 
 

@@ -1,10 +1,19 @@
-"""The data behind `voiced devices`: every input and output device, defaults marked, rates supported."""
+"""The data behind `voiced devices`: every input and output device, defaults marked, rates supported,
+and the sinks and sources of a running PulseAudio or PipeWire server by name."""
 
 from __future__ import annotations
 
+import json
+import shutil
+import subprocess
 from dataclasses import dataclass
+from typing import Literal
 
 from voiced.devices.portaudio import load_sounddevice, supports
+
+#: `audio.devices.*` values starting with this name a sound-server sink or source.
+SERVER_PREFIX = "pulse:"
+_PACTL_TIMEOUT_S = 3.0
 
 PROBE_RATES_HZ = (8000, 16000, 22050, 24000, 32000, 44100, 48000)
 
@@ -94,6 +103,83 @@ def render_device_table(rows: list[DeviceRow]) -> str:
         for row in (header, *body)
     ]
     lines.append(
-        "* = default device. Select with audio.input_device / audio.output_device (index or name part)."
+        "* = default device. Select with audio.devices.input_device / audio.devices.output_device "
+        "(index or name part)."
     )
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True, slots=True)
+class ServerDevice:
+    """A sink (speaker) or source (microphone) of the PulseAudio/PipeWire server."""
+
+    kind: Literal["sink", "source"]
+    name: str
+    description: str
+    is_default: bool
+
+
+def _pactl(*args: str) -> str | None:
+    try:
+        done = subprocess.run(
+            ["pactl", *args], capture_output=True, text=True, timeout=_PACTL_TIMEOUT_S, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout if done.returncode == 0 else None
+
+
+def list_server_devices() -> list[ServerDevice]:
+    """The server's sinks and sources (monitors left out); empty when no server runs or pactl is absent."""
+    if shutil.which("pactl") is None:
+        return []
+    found: list[ServerDevice] = []
+    for kind in ("sink", "source"):
+        default = (_pactl(f"get-default-{kind}") or "").strip()
+        text = _pactl("-f", "json", "list", f"{kind}s")
+        entries: list[tuple[str, str]] = []
+        try:
+            entries = [(str(e["name"]), str(e.get("description") or "")) for e in json.loads(text or "")]
+        except (ValueError, TypeError, KeyError):
+            # pactl before 16 has no JSON: the short list has the names only.
+            for line in (_pactl("list", "short", f"{kind}s") or "").splitlines():
+                parts = line.split("\t")
+                if len(parts) >= 2:
+                    entries.append((parts[1], ""))
+        for name, description in entries:
+            if kind == "source" and name.endswith(".monitor"):
+                continue  # what a sink plays, not a microphone
+            found.append(ServerDevice(kind, name, description, name == default))
+    return found
+
+
+def find_server_device(spec: str, kind: Literal["sink", "source"]) -> ServerDevice | None:
+    """The server device ``spec`` names: ``pulse:NAME`` exactly, else a name or description part."""
+    devices = [d for d in list_server_devices() if d.kind == kind]
+    wanted = spec.removeprefix(SERVER_PREFIX).strip().lower()
+    if not wanted:
+        return None
+    for match in (
+        lambda d: d.name.lower() == wanted,
+        lambda d: wanted in d.name.lower(),
+        lambda d: wanted in d.description.lower(),
+    ):
+        hit = next((d for d in devices if match(d)), None)
+        if hit is not None:
+            return hit
+    return None
+
+
+def render_server_devices(rows: list[ServerDevice]) -> str:
+    """The server's devices, one per line, with the value to put in the config."""
+    lines = ["sound server (PulseAudio/PipeWire) devices:"]
+    for kind, key, title in (
+        ("sink", "output_device", "speakers"),
+        ("source", "input_device", "microphones"),
+    ):
+        lines.append(f"  {title} (audio.devices.{key}):")
+        for d in (r for r in rows if r.kind == kind):
+            mark = "*" if d.is_default else " "
+            lines.append(f'   {mark} "{SERVER_PREFIX}{d.name}"  {d.description}'.rstrip())
+    lines.append("* = the server's default. A name part or a description part selects one too.")
     return "\n".join(lines)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 from collections import deque
 from typing import Any, Literal
@@ -66,15 +67,40 @@ def device_names(direction: Direction) -> list[str]:
     return [f"{i}: {d['name']}" for i, d in enumerate(sd.query_devices()) if d[key] > 0]
 
 
+# Which sink/source the ALSA `pulse` plugin opens: libpulse reads these at every stream open.
+_SERVER_ENV = {"input": "PULSE_SOURCE", "output": "PULSE_SINK"}
+
+
+def _server_device_index(spec: str, direction: Direction, devices: list[Any], usable: set[int]) -> int | None:
+    """The PortAudio `pulse` device, pointed at the server sink/source ``spec`` names; None if none."""
+    from voiced.devices.listing import find_server_device  # noqa: PLC0415  (listing imports this module)
+
+    pulse = next((i for i in sorted(usable) if devices[i]["name"].lower() == "pulse"), None)
+    if pulse is None:
+        return None
+    match = find_server_device(spec, "source" if direction == "input" else "sink")
+    if match is None:
+        return None
+    os.environ[_SERVER_ENV[direction]] = match.name
+    return pulse
+
+
 def resolve_device(spec: str | int | None, direction: Direction) -> int:
-    """Index of the device for `spec`: None = default, an int (or digit string) = index, else the
-    first device whose name equals or contains `spec` (case-insensitive). Raises DeviceNotFound."""
+    """Index of the device for `spec`: None = default, an int (or digit string) = index,
+    ``pulse:NAME`` = the sound server's sink/source NAME (through PortAudio's `pulse` device), else
+    the first device whose name equals or contains `spec` (case-insensitive), else a sound-server
+    sink/source whose name or description contains it. Raises DeviceNotFound."""
     sd = load_sounddevice()
     key = _channels_key(direction)
     devices = list(sd.query_devices())
     usable = {i for i, d in enumerate(devices) if d[key] > 0}
     if isinstance(spec, str) and spec.strip().isdigit():
         spec = int(spec)
+    if isinstance(spec, str) and spec.lower().startswith("pulse:"):
+        index = _server_device_index(spec, direction, devices, usable)
+        if index is not None:
+            return index
+        raise DeviceNotFound(spec, direction, device_names(direction) + _server_names(direction))
     if spec is None:
         default = sd.default.device[0 if direction == "input" else 1]
         if isinstance(default, int) and default in usable:
@@ -90,7 +116,17 @@ def resolve_device(spec: str | int | None, direction: Direction) -> int:
         partial = [i for i in sorted(usable) if wanted in devices[i]["name"].lower()]
         if exact or partial:
             return (exact or partial)[0]
-    raise DeviceNotFound(spec, direction, device_names(direction))
+        index = _server_device_index(spec, direction, devices, usable)
+        if index is not None:
+            return index
+    raise DeviceNotFound(spec, direction, device_names(direction) + _server_names(direction))
+
+
+def _server_names(direction: Direction) -> list[str]:
+    from voiced.devices.listing import SERVER_PREFIX, list_server_devices  # noqa: PLC0415  (as above)
+
+    kind = "source" if direction == "input" else "sink"
+    return [f"{SERVER_PREFIX}{d.name} ({d.description})" for d in list_server_devices() if d.kind == kind]
 
 
 def supports(index: int, direction: Direction, rate_hz: int, channels: int = 1) -> bool:

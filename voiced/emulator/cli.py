@@ -25,6 +25,23 @@ EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 
+SCENARIO_HELP = """scenario files (--scenario FILE.toml; voiced demo --scenario FILE.toml too):
+  description = "what this bot does"      # optional
+  loop = true                             # start over after the last turn
+  [[turns]]                               # one per user turn, taken in order
+  transcript = "Is the garage open?"      # what the emulated ASR "heard"
+  keywords = ["garage"]                   # a typed (text) turn matching these takes this turn
+  tool_calls = [ { name = "garage_state", arguments = { door = "left" } } ]
+  reply = ["The garage is {garage_state.state}."]   # sentences spoken in order
+  think_delay_ms = 400                    # optional: this turn's thinking time
+  [fallback]                              # optional: the turn when nothing else matches
+  reply = ["I have no answer for that."]
+
+  Reply sentences are templates: {name} is a tool's output, {name.field} a field of its JSON
+  output, {user_text} the user's words, {audio_ms} the length of their audio; {{ and }} are
+  literal braces; a missing value is spoken as "unknown". A turn may instead say
+  fail = { code = 5000 } to make the chat fail. Bundled: voiced/emulator/scenarios/*.toml."""
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the emulator's options to ``parser``; pass the parsed namespace to :func:`run`."""
@@ -145,7 +162,12 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Stand-alone entry point (``python -m voiced.emulator.cli``)."""
-    parser = argparse.ArgumentParser(prog="voiced emulator", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="voiced emulator",
+        description=__doc__.splitlines()[0],
+        epilog=SCENARIO_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_arguments(parser)
     return run(parser.parse_args(argv))
 

@@ -11,6 +11,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from voiced.plugins.zone import system_zone_name
+
 #: The built-in tools, enabled unless the config says otherwise; none of them changes the system
 #: beyond voiced itself.
 DEFAULT_ENABLED_TOOLS = ("current_time", "get_volume", "set_volume", "device_status")
@@ -44,8 +46,8 @@ class PluginSettings(BaseModel):
     max_concurrency: int = Field(default=4, ge=1)
     #: The cap on one tool output in UTF-8 bytes; longer outputs are truncated with a marker.
     max_output_bytes: int = Field(default=8192, ge=256)
-    #: The IANA time zone the time built-in speaks in, e.g. ``"Europe/Berlin"``.
-    timezone: str = "UTC"
+    #: The IANA time zone the time built-in speaks in, e.g. ``"Europe/Berlin"``; default: the system's.
+    timezone: str = Field(default_factory=system_zone_name)
     #: How long importing one plugin module may take at start (seconds); a slower one is skipped.
     import_timeout_s: float = Field(default=10.0, gt=0, allow_inf_nan=False)
     #: The address-space limit of an isolated tool's process (MiB); past it, allocations fail.

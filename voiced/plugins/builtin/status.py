@@ -1,4 +1,9 @@
-"""``device_status``: uptime, load and CPU temperature, read-only from /proc and /sys."""
+"""``device_status``: uptime, load and CPU temperature.
+
+The service runs with ``ProcSubset=pid``, which hides ``/proc/uptime`` and ``/proc/loadavg``: the
+uptime comes from the boot-time clock and the load from ``getloadavg()`` (the sysinfo call), neither
+of which reads ``/proc``. The temperature comes from ``/sys``, which the sandbox leaves readable.
+"""
 
 from __future__ import annotations
 
@@ -21,11 +26,11 @@ _CPU_ZONE_HINTS = ("cpu", "x86_pkg", "soc")
     timeout_s=2.0,
 )
 def device_status(ctx: PluginContext) -> dict[str, float | None]:
-    """Options ``thermal_dir`` and ``proc_uptime`` point at other files (for tests or odd boards)."""
+    """Options ``thermal_dir`` and ``proc_uptime`` read other files instead (for tests or odd boards)."""
     thermal_dir = Path(str(ctx.settings.get("thermal_dir", "/sys/class/thermal")))
-    proc_uptime = Path(str(ctx.settings.get("proc_uptime", "/proc/uptime")))
+    proc_uptime = ctx.settings.get("proc_uptime")
     return {
-        "uptime_s": _uptime_s(proc_uptime),
+        "uptime_s": _uptime_s(Path(str(proc_uptime))) if proc_uptime else boot_uptime_s(),
         "load_1m": _load_1m(),
         "cpu_temp_c": cpu_temp_c(thermal_dir),
         "voiced_uptime_s": round(time.monotonic() - ctx.started_at_monotonic_s, 1),
@@ -48,6 +53,14 @@ def cpu_temp_c(thermal_dir: Path) -> float | None:
         if any(hint in zone_type for hint in _CPU_ZONE_HINTS):
             return round(celsius, 1)
     return round(readings[0][1], 1)
+
+
+def boot_uptime_s() -> float | None:
+    """Seconds since boot, suspend included (the kernel's CLOCK_BOOTTIME: no /proc needed)."""
+    try:
+        return round(time.clock_gettime(time.CLOCK_BOOTTIME), 1)
+    except OSError:
+        return None
 
 
 def _uptime_s(path: Path) -> float | None:
