@@ -19,6 +19,7 @@ Two halves meet here:
 from __future__ import annotations
 
 import dataclasses
+import subprocess
 import time
 from collections import deque
 from collections.abc import Callable
@@ -374,3 +375,52 @@ class EchoCancelStage:
 def echo_cancel_stage(config: VoicedConfig) -> EchoCancelStage:
     """Factory for ``audio.echo.mode = "webrtc"``: the stage from ``config.audio.echo``."""
     return EchoCancelStage(config.audio.echo)
+
+
+def _sound_server_default_source() -> str | None:
+    """The sound server's default source name (``pactl get-default-source``), None if none answers."""
+    try:
+        done = subprocess.run(
+            ["pactl", "get-default-source"], capture_output=True, text=True, timeout=2.0, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.strip() if done.returncode == 0 and done.stdout.strip() else None
+
+
+def echo_status(config: VoicedConfig) -> tuple[str, str]:
+    """Which echo cancellation is in effect, for ``voiced check``.
+
+    Returns ``(mode, detail)`` with mode ``"none"``, ``"in-process"`` or ``"sound server"``; the
+    detail says what to do when something is missing.
+    """
+    settings = config.audio.echo
+    devices = config.audio.devices
+    if settings.mode == "webrtc":
+        try:
+            webrtc_canceller()
+        except Exception as exc:  # the native library is missing or does not load on this machine
+            return (
+                "none",
+                f"audio.echo.mode = webrtc but AEC3 does not load ({str(exc)[:120]}): reinstall voiced",
+            )
+        extra = " + noise suppression" if settings.noise_suppression else ""
+        return "in-process", f"WebRTC AEC3{extra}, offset {settings.delay_offset_ms:g} ms"
+    if settings.mode == "system":
+        default_source = _sound_server_default_source()
+        if default_source is None:
+            return (
+                "none",
+                "audio.echo.mode = system but no sound server answers (pactl): start PipeWire or PulseAudio",
+            )
+        if "echo" not in default_source.lower() and not any(
+            "echo" in str(d).lower() for d in (devices.input_device, devices.output_device) if d is not None
+        ):
+            return (
+                "none",
+                f"audio.echo.mode = system but the default source is {default_source[:80]!r}, not an "
+                "echo-cancel source: follow README, Echo cancellation",
+            )
+        return "sound server", f"echo-cancel source {default_source[:80]!r}"
+    barge = "half duplex" if config.agent.half_duplex else "level-margin barge-in"
+    return "none", f"audio.echo.mode = off: {barge}; set mode = webrtc on a speaker that hears itself"
