@@ -31,6 +31,7 @@ from voiced.audio.settings import JitterSettings, OpusSettings, VadSettings
 from voiced.conversation.settings import ListenSettings
 from voiced.devices.settings import DeviceSettings
 from voiced.errors import ConfigError
+from voiced.mic.settings import EchoSettings
 from voiced.plugins.settings import PluginSettings
 from voiced.protocol.models import (
     AsrConfig,
@@ -263,6 +264,7 @@ class AudioSettings(_Section):
     vad: VadSettings = Field(default_factory=VadSettings)
     jitter: JitterSettings = Field(default_factory=JitterSettings)
     opus: OpusSettings = Field(default_factory=OpusSettings)
+    echo: EchoSettings = Field(default_factory=EchoSettings)
     stages: list[str] = Field(
         default_factory=list,
         description="Extra mic-path stages in front of the turn detector, in order: registered names "
