@@ -57,8 +57,10 @@ class WakeEngine(Protocol):
     """Detects wake words in a stream of 16 kHz mono s16le audio.
 
     Call :meth:`feed` with consecutive audio (any length, usually 20 ms); it returns the wake words
-    detected in it (most often none). Call :meth:`reset` when the audio is not continuous (after a
-    gap, or when the device stopped talking): scores built up before it are forgotten.
+    detected in it (most often none). A detection is reported once, when the score rises through the
+    threshold, not again for every frame it stays above it. Call :meth:`reset` when the audio is not
+    continuous (after a gap, or when the device stopped talking): scores built up before it are
+    forgotten.
     """
 
     @property
@@ -173,6 +175,10 @@ class MicroWakeWordEngine:
             )
             for spec in specs
         ]
+        self._above = [False] * len(specs)
+        # The model runs once per `stride` feature windows; in between it reports 0.0, which is not
+        # a score and must not count as the score falling.
+        self._since_run = [0] * len(specs)
 
     @property
     def models(self) -> list[WakeModelInfo]:
@@ -185,15 +191,23 @@ class MicroWakeWordEngine:
         """Score ``pcm`` (16 kHz s16le); the wake words whose windowed mean passed their threshold."""
         hits: list[WakeScore] = []
         for features in self._features.process_streaming(pcm):
-            for spec, detector in zip(self._specs, self._detectors, strict=True):
+            for i, (spec, detector) in enumerate(zip(self._specs, self._detectors, strict=True)):
                 probability = detector.process_streaming_prob(features)
-                if probability is not None and probability > spec.threshold:
-                    hits.append(WakeScore(spec.name, round(float(probability), 3)))
+                self._since_run[i] += 1
+                if self._since_run[i] < detector.stride:
+                    continue
+                self._since_run[i] = 0
+                above = probability is not None and probability > spec.threshold
+                if above and not self._above[i]:
+                    hits.append(WakeScore(spec.name, round(float(probability or 0.0), 3)))
+                self._above[i] = above
         return hits
 
     def reset(self) -> None:
         """Forget the audio so far (reloads each model's streaming state: ~1 ms per model)."""
         self._features.reset()
+        self._above = [False] * len(self._specs)
+        self._since_run = [0] * len(self._specs)
         for detector in self._detectors:
             detector.reset()
 
