@@ -206,3 +206,14 @@ def test_wake_status_reports_each_configured_model(tmp_path: Path) -> None:
     assert "gone.json" in rows[1][2]
     idle = wake_status(VoicedConfig())
     assert idle[0][1] and "not used" in idle[0][2]
+
+
+def test_the_demo_utterance_wakes_it_once_before_the_command_starts() -> None:
+    from voiced.devices.wav import read_wav_mono
+
+    pcm, rate = read_wav_mono(Path(__file__).resolve().parents[2] / "voiced/assets/wake_utterance_16k.wav")
+    assert rate == RATE_HZ
+    wakes = feed(build_stage(ListenSettings()), pcm)
+    # "Okay Nabu" ends at 1.31 s and "what time is it?" starts at 1.76 s (scripts/make_wake_utterance.py).
+    assert len(wakes) == 1
+    assert 1.0 < wakes[0].detected_at_s + FRAME / RATE_HZ < 1.76 - 0.15
