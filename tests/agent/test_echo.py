@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 
 import numpy as np
-import pytest
 
 from tests.agent.harness import daemon_config, running_daemon
 from tests.support.echo import Room, echo_of, replies

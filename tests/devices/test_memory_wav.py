@@ -167,3 +167,14 @@ async def test_demo_microphone_says_the_utterance_once_then_silence() -> None:
     assert kinds.count("SpeechStarted") == 1 and kinds.count("SpeechEnded") == 1
     assert len(uplink) > 16000 * 2 * 1.5  # at least the 1.5 s of speech went up
     assert decoder.errors == 0
+
+
+async def test_mixed_audio_is_heard_over_what_the_microphone_captures() -> None:
+    base = np.full(16000, 1000, dtype=np.int16)
+    source = MemorySource(base, paced=False, after_end="silence")
+    await source.start()
+    await source.read_frame()
+    source.mix(np.full(640, 500, dtype=np.int16))
+    mixed = np.frombuffer(b"".join([(await source.read_frame()).pcm for _ in range(3)]), np.int16)
+    # Added from the next frame on, over the signal (not queued after it), then the signal alone.
+    assert (mixed[:640] == 1500).all() and (mixed[640:] == 1000).all()

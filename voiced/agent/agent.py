@@ -42,8 +42,10 @@ from voiced.conversation.core import (
     TurnEnded,
     error_outputs,
 )
+from voiced.conversation.cues import CuePlayer, is_cue_id
 from voiced.conversation.notices import Notice, NoticeKind, NoticeLimiter
 from voiced.conversation.playout import Playout
+from voiced.conversation.settings import CueKind
 from voiced.conversation.states import TurnState
 from voiced.conversation.timeline import LatencyStats, TurnTimeline
 from voiced.conversation.uplink import AudioItem, EndOfTurnItem, UplinkQueue
@@ -75,14 +77,6 @@ def mic_stage_names(config: VoicedConfig) -> list[str]:
     if config.listen.mode == "wake_word":
         names.append("wake_word")
     return names
-
-
-class CuePlayer:
-    """Plays feedback sounds; ``play`` returns how long the sound lasts (0 when there is none)."""
-
-    def play(self, kind: str) -> float:
-        """Start the sound ``kind`` (wake, done, offline, fatal) without blocking."""
-        return 0.0
 
 
 class Agent:
@@ -170,8 +164,12 @@ class Agent:
     def playback(self) -> Playback:
         """What the speaker does now, for the core."""
         playout = self.playout
+        chat_id = playout.jitter.playing_chat_id
+        if is_cue_id(chat_id):
+            # A feedback sound is not a reply: nothing to interrupt (the mic is muted while it plays).
+            return Playback()
         speaking = playout.speaking
-        return Playback(speaking, playout.level_dbfs if speaking else None, playout.jitter.playing_chat_id)
+        return Playback(speaking, playout.level_dbfs if speaking else None, chat_id)
 
     def healthy(self, now_s: float, stale_after_s: float) -> bool:
         """Mic frames flow (one within ``stale_after_s``); the watchdog is fed only then."""
@@ -360,11 +358,11 @@ class Agent:
         if pcm:
             self.playout.push(chat_id, pcm, self.clock())
 
-    def _play_cue(self, kind: str) -> None:
+    def _play_cue(self, kind: CueKind) -> None:
         if self.cue_player is None:
             return
         duration_s = self.cue_player.play(kind)
-        if duration_s > 0 and not getattr(self.config.listen, "listen_during_cue", False):
+        if duration_s > 0 and not self.config.listen.listen_during_cue:
             self.conversation.mute_mic_until(self.clock() + duration_s)
 
     def _turn_ended(self, turn: TurnTimeline) -> None:

@@ -22,13 +22,15 @@ from typing import Any
 
 from websockets.asyncio.client import ClientConnection
 
-from voiced.agent.agent import Agent, CuePlayer
+from voiced.agent.agent import Agent
 from voiced.agent.notify import Notifier
 from voiced.agent.status import DeviceState, Phase, StatusBoard
 from voiced.agent.transport import open_connection
 from voiced.audio.jitter import JitterBuffer
 from voiced.config import VoicedConfig, load_config
+from voiced.conversation.cues import CuePlayer
 from voiced.conversation.playout import Playout
+from voiced.conversation.settings import CueKind
 from voiced.conversation.states import TurnState
 from voiced.conversation.timeline import TurnTimeline
 from voiced.devices.base import AudioSink, AudioSource, DeviceLost, DeviceNotFound, EndOfStream
@@ -139,6 +141,7 @@ class Daemon:
         self._overdue: asyncio.TimerHandle | None = None
         self._sigint_count = 0
         self._last_connection_activity_s = clock()
+        self._offline_cue_played = False
 
     # --- control ------------------------------------------------------------------------------------
 
@@ -239,6 +242,7 @@ class Daemon:
                 raise
             self.status.update(phase=Phase.FAILED, detail=str(error))
             self.log.error(str(error), exit_code=error.exit_code)
+            await self._last_cue("fatal")
             return error.exit_code
         finally:
             if self.status.phase is not Phase.FAILED:
@@ -271,10 +275,37 @@ class Daemon:
         job.result()
         return True
 
+    async def _last_cue(self, kind: CueKind) -> None:
+        """Play ``kind`` to its end on a pump of its own (the device's last word before it exits)."""
+        playout, cues = self.playout, self.cue_player
+        if playout is None or cues is None:
+            return
+        duration_s = cues.play(kind)
+        if duration_s <= 0:
+            return
+        pump = asyncio.create_task(playout.run(), name="last-cue")
+        try:
+            await asyncio.wait({pump}, timeout=min(duration_s + 0.2, 3.0))
+        finally:
+            pump.cancel()
+            await asyncio.wait({pump})
+
+    def _offline_cue(self) -> None:
+        """Say once per outage that the device is offline."""
+        if self._offline_cue_played or self.cue_player is None:
+            return
+        self._offline_cue_played = True
+        self.cue_player.play("offline")
+
     async def _open_devices(self) -> None:
         self.source, self.sink = await self._open_pair()
         jitter = JitterBuffer(self.config.session.output_rate_hz, self.config.audio.jitter)
         self.playout = Playout(self.sink, jitter, clock=self.clock)
+        if self.cue_player is None:
+            self.cue_player = CuePlayer(
+                self.config.listen, self.config.session.output_rate_hz, clock=self.clock
+            )
+        self.cue_player.output = self.playout
         agent = Agent(self.config, self.playout, clock=self.clock, cue_player=self.cue_player)
         agent.runner = build_runner(self.config.plugins, agent)
         agent.on_ready = self._on_ready
@@ -377,6 +408,8 @@ class Daemon:
             # A fresh pump over the same jitter buffer: a reply goes on where it was.
             self.playout = Playout(self.sink, self.playout.jitter, clock=self.clock)
             self.agent.devices_reopened(self.playout)
+            if self.cue_player is not None:
+                self.cue_player.output = self.playout
             self._attach_taps()
             self.status.update(phase=Phase.RUNNING if self.agent.connected else Phase.CONNECTING)
             self.log.info("audio devices reopened", after_s=round(delay, 2))
@@ -415,6 +448,7 @@ class Daemon:
             except TransientError as exc:
                 delay = max(backoff.next_delay_s(), exc.retry_after_s or 0.0)
                 self.log.warning("cannot connect; retrying", error=str(exc), retry_in_s=round(delay, 2))
+                self._offline_cue()
                 self.status.update(phase=Phase.OFFLINE, detail=f"retrying in {delay:.0f} s")
                 await asyncio.sleep(delay)
                 continue
@@ -455,10 +489,14 @@ class Daemon:
                 retry_in_s=round(delay, 2),
             )
             self.status.update(phase=Phase.OFFLINE, detail=f"reconnecting in {delay:.0f} s")
+            if up_s < self.config.reconnect.stable_after_s or agent.retry_after_s is not None:
+                # A quick drop is an outage; a long-lived connection that ends is routine.
+                self._offline_cue()
             self._last_connection_activity_s = self.clock()
             await asyncio.sleep(delay)
 
     def _on_ready(self) -> None:
+        self._offline_cue_played = False
         agent = self.agent
         self.status.update(phase=Phase.RUNNING, turn=agent.state if agent is not None else None, detail="")
         if not self.ready.is_set():

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from voiced.audio.vad import SpeechAudio, SpeechEnded, SpeechStarted
 from voiced.conversation.notices import Notice, NoticeKind
+from voiced.conversation.settings import CueKind
 from voiced.conversation.states import DETECTING, REPLYING, TRANSITIONS, Trigger, TurnState, resolve
 from voiced.conversation.timeline import LatencyStats, TurnTimeline
 from voiced.devices.base import MicFrame
@@ -138,7 +139,7 @@ class TurnEnded:
 class PlayCue:
     """Play the feedback sound ``kind``: wake, done, offline or fatal."""
 
-    kind: str
+    kind: CueKind
 
 
 @dataclass(frozen=True, slots=True)

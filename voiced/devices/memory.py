@@ -58,6 +58,17 @@ class MemorySource:
         self._data = np.concatenate([self._data[self._pos :], more])
         self._pos = 0
 
+    def mix(self, pcm: Int16Array, sample_rate_hz: int = MIC_RATE_HZ) -> None:
+        """Add ``pcm`` to the signal from the next frame on, with saturation (a sound heard over
+        whatever the microphone is capturing: an echo of the speaker)."""
+        more = resample(as_int16(pcm), sample_rate_hz, MIC_RATE_HZ).astype(np.int32)
+        rest = self._data[self._pos :].astype(np.int32)
+        if rest.size < more.size:
+            rest = np.concatenate([rest, np.zeros(more.size - rest.size, dtype=np.int32)])
+        rest[: more.size] += more
+        self._data = np.clip(rest, -32768, 32767).astype(np.int16)
+        self._pos = 0
+
     @property
     def remaining_samples(self) -> int:
         """Samples of signal not yet delivered."""

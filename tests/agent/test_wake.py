@@ -1,0 +1,182 @@
+"""wake_word mode end to end: the real daemon, the emulator over loopback, espeak-ng speech as the user.
+
+The privacy guarantee (nothing leaves before a wake), a wake word and a command in one breath, the
+follow-up window, and the device's own voice played back into its microphone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from benchmarks.wake_corpus import negatives
+from tests.agent.harness import daemon_config, rms, running_daemon, utterance_pcm
+from voiced.audio.frames import Int16Array
+from voiced.audio.resample import resample
+from voiced.config import VoicedConfig
+from voiced.devices.memory import MemorySource
+from voiced.devices.wav import read_wav_mono
+from voiced.emulator import Emulator, EmulatorSettings, load_scenario, serve_emulator
+from voiced.protocol import events as ev
+
+pytestmark = [
+    pytest.mark.timeout(90),
+    pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng"),
+]
+
+WAKE_UTTERANCE = Path(__file__).resolve().parents[2] / "voiced" / "assets" / "wake_utterance_16k.wav"
+#: In the wake utterance: "Okay Nabu" ends here; "what time is it?" follows after a breath.
+WAKE_END_S = 1.31
+
+
+def wake_pcm() -> Int16Array:
+    pcm, rate = read_wav_mono(WAKE_UTTERANCE)
+    assert rate == 16000
+    return pcm
+
+
+def appends(emu: object) -> list[object]:
+    return [r.event for r in emu.received if isinstance(r.event, ev.InputAudioBufferAppend)]  # type: ignore[attr-defined]
+
+
+def wake_config(emu: Emulator, **overrides: Any) -> VoicedConfig:
+    return daemon_config(emu, **{"listen.mode": "wake_word", **overrides})
+
+
+@pytest.mark.parametrize("turn_detection", ["client_interrupt", "server_vad"])
+async def test_minutes_of_speech_without_the_wake_word_send_nothing(turn_detection: str) -> None:
+    speech = negatives(quick=True)[0].pcm  # over two minutes of ordinary speech
+    source = MemorySource(speech, paced=False, after_end="silence")  # seconds, not minutes
+    settings = EmulatorSettings(port=0, scenario=load_scenario("demo"))
+    async with serve_emulator(settings) as emu:
+        config = wake_config(emu, **{"session.turn_detection": turn_detection})
+        async with running_daemon(config, source) as h:
+            while source.remaining_samples > 0:
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.5)
+            assert not h.turns
+        assert appends(emu) == []
+
+
+async def test_okay_nabu_what_time_is_it_calls_the_tool_and_the_reply_is_heard() -> None:
+    source = MemorySource(wake_pcm(), paced=True, after_end="silence")
+    settings = EmulatorSettings(port=0, scenario=load_scenario("demo"))
+    async with serve_emulator(settings) as emu, running_daemon(wake_config(emu), source) as h:
+        turn = await h.next_turn()
+        await asyncio.sleep(0.5)
+        heard = h.sink.audio()
+    assert turn.tool_calls == ["current_time"]
+    assert turn.reply.startswith("It is ")
+    assert turn.played_ms > 500 and rms(heard) > 100
+    # Only what followed the wake word was sent: at most the rest of the utterance (20 ms packets).
+    sent = appends(emu)
+    after_wake_s = wake_pcm().size / 16000 - WAKE_END_S
+    assert 10 < len(sent) <= after_wake_s / 0.02 + 5
+
+
+async def test_a_follow_up_needs_no_wake_word_inside_the_window_and_one_after_it() -> None:
+    source = MemorySource(wake_pcm(), paced=True, after_end="silence")
+    settings = EmulatorSettings(port=0, scenario=load_scenario("demo"))
+    async with serve_emulator(settings) as emu:
+        config = wake_config(emu, **{"listen.follow_up_s": 3.0})
+        async with running_daemon(config, source) as h:
+            await h.next_turn()
+            source.append(utterance_pcm())  # "What time is it right now?" with no wake word, at once
+            second = await h.next_turn(timeout_s=20.0)
+            # A turn of its own, heard without a wake word (the demo bot answers it from its fallback).
+            assert second.speech_start_s is not None and second.heard and not second.interrupted
+            await asyncio.sleep(3.0 + 2.0)  # the window has closed: asleep again
+            before = len(appends(emu))
+            source.append(utterance_pcm())
+            await asyncio.sleep(4.0)
+            assert len(h.turns) == 2
+            assert len(appends(emu)) == before
+
+
+class LoopbackSink:
+    """A speaker whose output is also heard by the microphone (an acoustic loop, no echo canceller)."""
+
+    def __init__(self, inner: object, mic: MemorySource, gain: float) -> None:
+        self.inner = inner
+        self.mic = mic
+        self.gain = gain
+        self.sample_rate_hz: int = inner.sample_rate_hz  # type: ignore[attr-defined]
+        self.block_samples: int = inner.block_samples  # type: ignore[attr-defined]
+        self.tap = None
+
+    async def start(self) -> None:
+        await self.inner.start()  # type: ignore[attr-defined]
+
+    def writable_samples(self) -> int:
+        return int(self.inner.writable_samples())  # type: ignore[attr-defined]
+
+    def queued_samples(self) -> int:
+        return int(self.inner.queued_samples())  # type: ignore[attr-defined]
+
+    def write(self, pcm: Int16Array) -> None:
+        self.inner.write(pcm)  # type: ignore[attr-defined]
+        echo = resample(pcm, self.sample_rate_hz, 16000).astype(np.float64) * self.gain
+        # Heard now, over whatever the microphone is capturing, as in a room.
+        self.mic.mix(np.clip(np.round(echo), -32768, 32767).astype(np.int16))
+
+    def mark_idle(self) -> None:
+        self.inner.mark_idle()  # type: ignore[attr-defined]
+
+    def clear(self, fade_ms: float) -> None:
+        self.inner.clear(fade_ms)  # type: ignore[attr-defined]
+
+    async def stop(self) -> None:
+        await self.inner.stop()  # type: ignore[attr-defined]
+
+    def check(self) -> None:
+        self.inner.check()  # type: ignore[attr-defined]
+
+
+async def test_the_devices_own_voice_saying_the_wake_word_never_wakes_it(tmp_path: Path) -> None:
+    from voiced.agent.daemon import Daemon
+    from voiced.devices.memory import MemorySink
+
+    scenario = tmp_path / "parrot.toml"
+    scenario.write_text(
+        'description = "Says the wake word."\n[fallback]\ntranscript = "Hello."\n'
+        'reply = ["Okay Nabu. I said okay nabu. Okay Nabu, okay nabu."]\n'
+    )
+    source = MemorySource(wake_pcm(), paced=True, after_end="silence")
+    turns: list[object] = []
+
+    async def source_factory() -> MemorySource:
+        await source.start()
+        return source
+
+    async def sink_factory(rate_hz: int) -> LoopbackSink:
+        sink = LoopbackSink(MemorySink(rate_hz), source, gain=0.5)
+        await sink.start()
+        return sink
+
+    settings = EmulatorSettings(port=0, scenario=load_scenario(scenario))
+    async with serve_emulator(settings) as emu:
+        config = wake_config(emu, **{"listen.follow_up_s": 0.0, "agent.barge_in": False})
+        daemon = Daemon(
+            config,
+            source_factory,
+            sink_factory,  # type: ignore[arg-type]
+            install_signal_handlers=False,
+            on_turn=turns.append,
+        )
+        task = asyncio.create_task(daemon.run())
+        try:
+            async with asyncio.timeout(30):
+                while not turns:
+                    await asyncio.sleep(0.05)
+            first_turn_appends = len(appends(emu))
+            await asyncio.sleep(8.0)  # the whole reply is played into the mic, then silence
+        finally:
+            daemon.request_stop()
+            await asyncio.wait_for(task, 10.0)
+    assert len(turns) == 1
+    assert len(appends(emu)) == first_turn_appends
