@@ -83,12 +83,12 @@ class FakeTarget:
 
     async def select_device(self, direction: Direction, spec: str) -> str:
         self.calls.append(("select_device", (direction, spec)))
-        names = [d.name for d in (DEVICES.input if direction == "input" else DEVICES.output)]
+        devices = DEVICES.input if direction == "input" else DEVICES.output
         if spec == "":
-            return names[0]
-        for name in names:
-            if spec.lower() in name.lower() or spec == str(names.index(name)):
-                return name
+            return devices[0].name
+        for device in devices:
+            if spec.lower() in device.name.lower() or spec == str(device.index):
+                return device.name
         raise CommandRejectedError(f"no {direction} device matches {spec!r}: see `voiced devices`")
 
     async def reload(self) -> None:

@@ -168,7 +168,11 @@
 
   // Hold to talk: pressed on pointer down, released on up, cancel or when the pointer leaves.
   function press(e) {
-    if (e) { e.preventDefault(); if (e.pointerId != null) $("talk").setPointerCapture(e.pointerId); }
+    if (e) {
+      e.preventDefault();
+      // Keep receiving the release even when the finger slides off the button.
+      if (e.pointerId != null) { try { $("talk").setPointerCapture(e.pointerId); } catch (_) { /* synthetic */ } }
+    }
     if (talking) return;
     if (send({ cmd: "talk", pressed: true })) {
       talking = true;
