@@ -10,8 +10,11 @@ import argparse
 import shlex
 import shutil
 import sys
+from pathlib import Path
 
+from voiced.config import find_config_file, load_config
 from voiced.control.settings import ControlSettings
+from voiced.errors import VoicedError
 
 #: Flags that make Chromium a kiosk: full screen, no crash bubble, no first-run, no translate bar.
 KIOSK_FLAGS = (
@@ -44,17 +47,23 @@ def kiosk_command(settings: ControlSettings, browser: str | None = None) -> list
     return [browser, *KIOSK_FLAGS, kiosk_url(settings)]
 
 
-def main(argv: list[str] | None = None, settings: ControlSettings | None = None) -> int:
-    """Print the kiosk command for ``settings`` (the defaults: ``127.0.0.1:8791``)."""
+def main(argv: list[str] | None = None) -> int:
+    """Print the kiosk command for the configured ``[control]`` (exit 2 when there is no page)."""
     parser = argparse.ArgumentParser(
-        prog="voiced kiosk", description="Print the Chromium command that shows the kiosk page full screen."
+        prog="python -m voiced.control.kiosk",
+        description="Print the Chromium command that shows voiced's kiosk page full screen.",
     )
+    parser.add_argument("-c", "--config", type=Path, help="config file (default: as voiced run finds it)")
     parser.add_argument("--browser", help="the browser binary (default: chromium)")
     args = parser.parse_args(argv)
-    settings = settings or ControlSettings()
-    if settings.unix_socket is not None:
+    try:
+        settings = load_config(find_config_file(args.config)).control
+    except VoicedError as exc:
+        print(f"voiced kiosk: {exc}", file=sys.stderr)
+        return exc.exit_code
+    if not settings.enabled or settings.unix_socket is not None:
         print(
-            "voiced kiosk: the control API listens on a unix socket; set control.host/port for the page",
+            "voiced kiosk: the page needs control.enabled = true and control.host/port, not a unix socket",
             file=sys.stderr,
         )
         return 2
