@@ -12,8 +12,10 @@ from typing import Any
 # Imported first: it skips this module, with the reason, where playwright is not installed.
 from tests.control.browser import Page, chromium, expect
 from tests.control.fake_target import FakeTarget, running_server
+from tests.control.net import lan_address
 from voiced.control import (
     ConnectionEvent,
+    ControlSettings,
     ReplyTextEvent,
     State,
     StateEvent,
@@ -161,3 +163,16 @@ async def test_the_page_notices_when_the_device_goes_away(tmp_path: Path) -> Non
         await expect(page.locator("#link")).to_have_text("No link to the device")
         await expect(page.locator("#state-label")).to_have_text("Offline")
         await expect(page.locator("#talk")).to_be_disabled()
+
+
+async def test_the_page_brings_its_token_from_another_machine() -> None:
+    host = lan_address()
+    settings = ControlSettings(host="0.0.0.0", port=0, token="kiosk-token-0123")
+    async with running_server(settings) as (server, target, _publisher), chromium() as browser:
+        page = await browser.new_page(viewport={"width": 800, "height": 480})
+        await page.goto(f"http://{host}:{server.port}/")
+        await expect(page.locator("#link")).to_have_text("No link to the device")
+        await page.goto(f"http://{host}:{server.port}/?token=kiosk-token-0123")
+        await expect(page.locator("#state-label")).to_have_text("Ready")
+        await page.locator("#mute").click()
+        await until(lambda: calls_of(target, "set_muted") == [True])

@@ -9,6 +9,7 @@ daemon fail to publish, and no message grows without bound.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -80,6 +81,19 @@ class TurnSummary(BaseModel):
     interrupted: bool = False
     underruns: int = 0
     tool_calls: list[Short] = Field(default_factory=list, max_length=64)
+
+    @classmethod
+    def from_summary(cls, summary: Mapping[str, Any]) -> TurnSummary:
+        """The turn as the daemon's one-line summary (``TurnTimeline.summary()``) describes it.
+
+        Keys it does not know are ignored, missing ones keep their defaults.
+        """
+        latency = {k: summary[k] for k in TurnLatency.model_fields if summary.get(k) is not None}
+        fields = {k: summary[k] for k in cls.model_fields if k != "latency_ms" and summary.get(k) is not None}
+        tools = fields.get("tool_calls")
+        if tools is not None:
+            fields["tool_calls"] = [str(name) for name in list(tools)[:64]]
+        return cls.model_validate({**fields, "latency_ms": latency})
 
 
 class StatusSnapshot(BaseModel):

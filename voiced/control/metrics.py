@@ -158,8 +158,10 @@ class Metrics:
             buckets=_WAKE_BUCKETS_S,
             registry=reg,
         )
-        for state in State:
-            self.state.labels(state=state.value).set(0)
+        # Label lookups cost microseconds each; state changes are frequent enough to keep them.
+        self._state_gauges = {state: self.state.labels(state=state.value) for state in State}
+        for gauge in self._state_gauges.values():
+            gauge.set(0)
         self._error_codes: set[str] = set()
         self._ever_up = False
         if snapshot is not None:
@@ -169,8 +171,8 @@ class Metrics:
         """Count what ``event`` tells; give this to :meth:`EventPublisher.add_listener`."""
         match event:
             case StateEvent(state=state):
-                for known in State:
-                    self.state.labels(state=known.value).set(1 if known is state else 0)
+                for known, gauge in self._state_gauges.items():
+                    gauge.set(1 if known is state else 0)
                 if state is State.WOKEN:
                     self.wakes.inc()
             case TurnEvent(turn=turn):
