@@ -23,6 +23,7 @@ from voiced.control import (
     ReplyTextEvent,
     State,
     StateEvent,
+    StatusSnapshot,
     TurnEvent,
     TurnLatency,
     TurnSummary,
@@ -365,3 +366,35 @@ async def test_unix_socket(tmp_path: Any) -> None:
             assert (await command(ws, {"v": 1, "cmd": "mute", "muted": True}))["ok"] is True
         assert target.calls == [("set_muted", True)]
     assert not path.exists()
+
+
+class BrokenStatusTarget(FakeTarget):
+    """A daemon whose status() fails until ``healthy`` is set."""
+
+    healthy = False
+
+    def status(self) -> StatusSnapshot:
+        if not self.healthy:
+            raise RuntimeError("state table corrupt")
+        return super().status()
+
+
+async def test_a_failing_status_or_listener_closes_one_client_not_the_server() -> None:
+    publisher = EventPublisher()
+    target = BrokenStatusTarget(publisher)
+
+    def broken_listener(event: Event) -> None:
+        raise ValueError("listener bug")
+
+    publisher.add_listener(broken_listener)
+    async with serve_control(ControlSettings(port=0), target, publisher) as server:
+        assert server is not None
+        async with connect(ws_url(server)) as ws:
+            with pytest.raises(ConnectionClosed) as closed:
+                await recv_json(ws)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1011
+        target.healthy = True
+        async with connect(ws_url(server)) as ws:
+            assert (await recv_json(ws))["type"] == "snapshot"
+            publisher.publish(StateEvent(state=State.THINKING))  # the broken listener does not stop it
+            assert (await recv_json(ws))["state"] == "thinking"

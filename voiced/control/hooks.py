@@ -160,7 +160,7 @@ class HookRunner:
             try:
                 result = await self._run_once(slot, event, state)
             except Exception as exc:
-                log.error("hook runner failed", hook=slot.name, error=exc)
+                log.error("hook runner failed", hook=slot.name, error=f"{type(exc).__name__}: {exc}"[:300])
                 continue
             self.recent.append(result)
             self._log(result)

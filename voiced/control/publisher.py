@@ -104,7 +104,8 @@ class EventPublisher:
             except Exception as exc:
                 suppressed = self._throttle.allow("listener")
                 if suppressed is not None:
-                    log.warning("event listener failed", error=exc, suppressed=suppressed)
+                    error = f"{type(exc).__name__}: {exc}"[:300]
+                    log.warning("event listener failed", error=error, suppressed=suppressed)
         if not self._subscriptions:
             return
         text = event_json(event)

@@ -264,7 +264,13 @@ class ControlServer:
         self._clients.add(connection)
         tasks: list[asyncio.Task[Any]] = []
         try:
-            await connection.send(event_json(SnapshotEvent(status=self.target.status())))
+            try:
+                snapshot = SnapshotEvent(status=self.target.status())
+            except Exception as exc:
+                log.error("control: the daemon's status failed", error=_brief(exc))
+                await connection.close(1011, "status unavailable: see the daemon's log")
+                return
+            await connection.send(event_json(snapshot))
             tasks = [
                 asyncio.create_task(self._send_events(connection, subscription)),
                 asyncio.create_task(self._receive_commands(connection)),
@@ -290,7 +296,7 @@ class ControlServer:
                     if error is not None and not isinstance(
                         error, ConnectionClosed | SubscriptionDroppedError
                     ):
-                        log.error("control client failed", error=error)
+                        log.error("control client failed", error=_brief(error))
 
     async def _send_events(self, connection: ServerConnection, subscription: Subscription) -> None:
         while True:
@@ -322,7 +328,9 @@ class ControlServer:
                 cmd=command.cmd,
             )
         except Exception as exc:
-            log.error("control command failed", cmd=command.cmd, error=exc)
+            suppressed = self._throttle.allow("command-failed")
+            if suppressed is not None:
+                log.error("control command failed", cmd=command.cmd, error=_brief(exc), suppressed=suppressed)
             return error_reply(
                 "internal", f"{command.cmd} failed: see the daemon's log", id=command.id, cmd=command.cmd
             )
@@ -392,6 +400,12 @@ class ControlServer:
         if self.settings.unix_socket is not None:
             _remove_stale_socket(self.settings.unix_socket)
         self._server = None
+
+
+def _brief(error: BaseException) -> str:
+    """An exception as one bounded log field."""
+    text = f"{type(error).__name__}: {error}"
+    return text if len(text) <= 300 else text[:299] + "…"
 
 
 def _remove_stale_socket(path: Path) -> None:
