@@ -26,33 +26,81 @@ What to publish, and when (all on the event loop; ``publish`` never blocks):
 
 The metrics count from these events; the daemon also calls ``metrics.observe_mic_to_wire_ms``,
 ``observe_barge_in_to_silence_ms`` and ``observe_wake_to_first_append_ms`` where it measures them.
+
+The names below load their module on first use: the configuration imports only the settings.
 """
 
-from voiced.control.hooks import HookRunner, run_hooks
-from voiced.control.messages import (
-    ConnectionEvent,
-    ControlsEvent,
-    DeviceEvent,
-    DeviceInfo,
-    DeviceList,
-    Event,
-    InterruptEvent,
-    ReplyTextEvent,
-    ServerErrorEvent,
-    State,
-    StateEvent,
-    StatusSnapshot,
-    ToolEvent,
-    TurnEvent,
-    TurnLatency,
-    TurnSummary,
-    UserTextEvent,
-)
-from voiced.control.metrics import Metrics, MetricsSnapshot
-from voiced.control.publisher import EventPublisher
-from voiced.control.server import ControlServer, ControlUnavailableError, serve_control
-from voiced.control.settings import ControlSettings, HooksSettings
-from voiced.control.target import CommandRejectedError, ControlTarget
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from voiced.control.hooks import HookRunner, run_hooks
+    from voiced.control.messages import (
+        ConnectionEvent,
+        ControlsEvent,
+        DeviceEvent,
+        DeviceInfo,
+        DeviceList,
+        Event,
+        InterruptEvent,
+        ReplyTextEvent,
+        ServerErrorEvent,
+        State,
+        StateEvent,
+        StatusSnapshot,
+        ToolEvent,
+        TurnEvent,
+        TurnLatency,
+        TurnSummary,
+        UserTextEvent,
+    )
+    from voiced.control.metrics import Metrics, MetricsSnapshot
+    from voiced.control.publisher import EventPublisher
+    from voiced.control.server import ControlServer, ControlUnavailableError, serve_control
+    from voiced.control.settings import ControlSettings, HooksSettings
+    from voiced.control.target import CommandRejectedError, ControlTarget
+
+_EXPORTS = {
+    "CommandRejectedError": "voiced.control.target",
+    "ConnectionEvent": "voiced.control.messages",
+    "ControlServer": "voiced.control.server",
+    "ControlSettings": "voiced.control.settings",
+    "ControlTarget": "voiced.control.target",
+    "ControlUnavailableError": "voiced.control.server",
+    "ControlsEvent": "voiced.control.messages",
+    "DeviceEvent": "voiced.control.messages",
+    "DeviceInfo": "voiced.control.messages",
+    "DeviceList": "voiced.control.messages",
+    "Event": "voiced.control.messages",
+    "EventPublisher": "voiced.control.publisher",
+    "HookRunner": "voiced.control.hooks",
+    "HooksSettings": "voiced.control.settings",
+    "InterruptEvent": "voiced.control.messages",
+    "Metrics": "voiced.control.metrics",
+    "MetricsSnapshot": "voiced.control.metrics",
+    "ReplyTextEvent": "voiced.control.messages",
+    "ServerErrorEvent": "voiced.control.messages",
+    "State": "voiced.control.messages",
+    "StateEvent": "voiced.control.messages",
+    "StatusSnapshot": "voiced.control.messages",
+    "ToolEvent": "voiced.control.messages",
+    "TurnEvent": "voiced.control.messages",
+    "TurnLatency": "voiced.control.messages",
+    "TurnSummary": "voiced.control.messages",
+    "UserTextEvent": "voiced.control.messages",
+    "run_hooks": "voiced.control.hooks",
+    "serve_control": "voiced.control.server",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'voiced.control' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
 
 __all__ = [
     "CommandRejectedError",
