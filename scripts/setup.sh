@@ -17,8 +17,9 @@ with_test=0
 # offline voice (it falls back to a synthetic voice without it).
 apt_runtime=(libopus0 libportaudio2 espeak-ng)
 # A private headless PulseAudio with virtual devices lets the tests drive real PortAudio
-# through ALSA's pulse plugin.
-apt_test=(pulseaudio pulseaudio-utils libasound2-plugins)
+# through ALSA's pulse plugin. chromium: the kiosk page is tested in a real browser (playwright
+# drives the system's Chromium; it never downloads one).
+apt_test=(pulseaudio pulseaudio-utils libasound2-plugins chromium)
 
 log() { printf 'setup: %s\n' "$*" >&2; }
 

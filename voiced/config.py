@@ -29,6 +29,7 @@ from pydantic import (
 
 from voiced.audio.settings import JitterSettings, OpusSettings, VadSettings
 from voiced.conversation.settings import ListenSettings
+from voiced.control.settings import ControlSettings, HooksSettings
 from voiced.devices.settings import DeviceSettings
 from voiced.errors import ConfigError
 from voiced.mic.settings import EchoSettings
@@ -283,6 +284,8 @@ class VoicedConfig(_Section):
     reconnect: ReconnectSettings = Field(default_factory=ReconnectSettings)
     log: LogSettings = Field(default_factory=LogSettings)
     plugins: PluginSettings = Field(default_factory=PluginSettings)
+    control: ControlSettings = Field(default_factory=ControlSettings)
+    hooks: HooksSettings = Field(default_factory=HooksSettings)
 
     def session_config(self) -> SessionConfig:
         """The ``chat.update`` data for this configuration."""
