@@ -28,8 +28,8 @@ from pydantic import (
 )
 
 from voiced.audio.settings import JitterSettings, OpusSettings, VadSettings
-from voiced.conversation.settings import ListenSettings
 from voiced.control.settings import ControlSettings, HooksSettings
+from voiced.conversation.settings import ListenSettings
 from voiced.devices.settings import DeviceSettings
 from voiced.errors import ConfigError
 from voiced.mic.settings import EchoSettings
