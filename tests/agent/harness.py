@@ -12,13 +12,14 @@ from typing import Any
 
 import numpy as np
 
+from tests.support.timing import patience_s
 from voiced.agent.daemon import Daemon
 from voiced.audio.frames import Int16Array
 from voiced.config import VoicedConfig, load_config
 from voiced.conversation.timeline import TurnTimeline
 from voiced.devices.base import AudioSink, AudioSource
 from voiced.devices.memory import MemorySink, MemorySource
-from voiced.emulator import Emulator
+from voiced.emulator import Emulator, EmulatorSettings, load_scenario, serve_emulator
 
 TOKEN = "pat_test_token_that_must_never_be_logged_0123456789"
 BOT_ID = "7000000000000000001"
@@ -57,6 +58,7 @@ class Harness:
         return self.sinks[-1]
 
     async def next_turn(self, timeout_s: float = 30.0) -> TurnTimeline:
+        timeout_s = patience_s(timeout_s)
         seen = len(self.turns)
 
         async def wait() -> TurnTimeline:
@@ -93,7 +95,9 @@ async def running_daemon(
     try:
         if wait_ready:
             ready = asyncio.ensure_future(daemon.ready.wait())
-            done, _ = await asyncio.wait({ready, task}, timeout=15.0, return_when="FIRST_COMPLETED")
+            done, _ = await asyncio.wait(
+                {ready, task}, timeout=patience_s(15.0), return_when="FIRST_COMPLETED"
+            )
             if ready not in done:
                 ready.cancel()
                 raise AssertionError(f"daemon not ready: {task.result() if task.done() else 'timeout'}")
@@ -101,8 +105,27 @@ async def running_daemon(
     finally:
         daemon.request_stop()
         if not task.done():
-            await asyncio.wait_for(asyncio.shield(task), 10.0)
+            await asyncio.wait_for(asyncio.shield(task), patience_s(10.0))
 
 
 def rms(pcm: Int16Array) -> float:
     return float(np.sqrt(np.mean(pcm.astype(np.float64) ** 2))) if pcm.size else 0.0
+
+
+@contextlib.asynccontextmanager
+async def talking_daemon(
+    scenario: str = "demo",
+    pcm: Int16Array | None = None,
+    *,
+    emulator: dict[str, Any] | None = None,
+    config: dict[str, Any] | None = None,
+    paced: bool = True,
+) -> AsyncIterator[tuple[Emulator, Harness]]:
+    """The usual set-up: the emulator with ``scenario`` (more EmulatorSettings in ``emulator``), the
+    daemon configured for it (``config``: dotted keys), and a microphone that says ``pcm`` (the
+    bundled utterance by default), then silence. Yields (emulator, harness)."""
+    settings = EmulatorSettings(port=0, scenario=load_scenario(scenario), **(emulator or {}))
+    async with serve_emulator(settings) as emu:
+        source = MemorySource(utterance_pcm() if pcm is None else pcm, paced=paced, after_end="silence")
+        async with running_daemon(daemon_config(emu, **(config or {})), source) as harness:
+            yield emu, harness

@@ -8,7 +8,7 @@ from collections import defaultdict
 import numpy as np
 import pytest
 
-from tests.agent.harness import daemon_config, rms, running_daemon, utterance_pcm
+from tests.agent.harness import daemon_config, rms, running_daemon, talking_daemon, utterance_pcm
 from voiced.devices.memory import MemorySource
 from voiced.emulator import EmulatorSettings, FaultSettings, load_scenario, serve_emulator
 from voiced.errors import EXIT_NOPERM, EXIT_UNAVAILABLE
@@ -26,13 +26,10 @@ def client_events(emu: object, kind: type) -> list[object]:
 
 
 async def test_client_interrupt_turn_plays_the_reply_and_answers_the_tool_call() -> None:
-    settings = EmulatorSettings(port=0, token=None, scenario=load_scenario("demo"))
-    async with serve_emulator(settings) as emu:
-        config = daemon_config(emu)
-        async with running_daemon(config, speech_then_silence()) as h:
-            turn = await h.next_turn()
-            heard = h.sink.audio()
-            counters = h.daemon.agent.counters  # type: ignore[union-attr]
+    async with talking_daemon("demo", emulator={"token": None}) as (emu, h):
+        turn = await h.next_turn()
+        heard = h.sink.audio()
+        counters = h.daemon.agent.counters  # type: ignore[union-attr]
         kinds = [type(r.event).__name__ for r in emu.received]
     # chat.update precedes every append; the turn ends with exactly one complete.
     assert kinds[0] == "ChatUpdate"
@@ -57,12 +54,10 @@ async def test_client_interrupt_turn_plays_the_reply_and_answers_the_tool_call()
 
 
 async def test_server_vad_turn_streams_audio_and_plays_the_reply() -> None:
-    settings = EmulatorSettings(port=0, scenario=load_scenario("echo"))
-    async with serve_emulator(settings) as emu:
-        config = daemon_config(emu, **{"session.turn_detection": "server_vad", "session.input_codec": "pcm"})
-        async with running_daemon(config, speech_then_silence()) as h:
-            turn = await h.next_turn()
-            heard = h.sink.audio()
+    overrides = {"session.turn_detection": "server_vad", "session.input_codec": "pcm"}
+    async with talking_daemon("echo", config=overrides) as (emu, h):
+        turn = await h.next_turn()
+        heard = h.sink.audio()
     updates = client_events(emu, ev.ChatUpdate)
     assert updates and updates[0].data.turn_detection.type == "server_vad"  # type: ignore[attr-defined]
     # server_vad: no complete; audio streams continuously (speech and the silence after it).
@@ -171,16 +166,13 @@ async def test_fatal_errors_stop_retrying_with_their_exit_code(
 
 async def test_garbage_from_the_server_is_logged_and_the_session_goes_on() -> None:
     faults = FaultSettings(malformed_every_frames=3, unknown_every_frames=4)
-    settings = EmulatorSettings(port=0, scenario=load_scenario("demo"), faults=faults)
-    async with serve_emulator(settings) as emu:
-        config = daemon_config(emu)
-        async with running_daemon(config, speech_then_silence()) as h:
-            await emu.send_raw_to_all(b"\x00\x01binary")
-            await emu.send_raw_to_all(
-                '{"event_type":"conversation.audio.delta","data":{"chat_id":"x","content":"@@"}}'
-            )
-            turn = await h.next_turn()
-            counters = h.daemon.agent.counters  # type: ignore[union-attr]
+    async with talking_daemon("demo", emulator={"faults": faults}) as (emu, h):
+        await emu.send_raw_to_all(b"\x00\x01binary")
+        await emu.send_raw_to_all(
+            '{"event_type":"conversation.audio.delta","data":{"chat_id":"x","content":"@@"}}'
+        )
+        turn = await h.next_turn()
+        counters = h.daemon.agent.counters  # type: ignore[union-attr]
     assert counters.invalid_frames >= 3
     assert counters.unknown_events >= 1
     assert turn.played_ms > 500

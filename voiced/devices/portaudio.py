@@ -195,9 +195,13 @@ def choose_format(
 def _start_stream(
     stream_class: Any, index: int, rate_hz: int, channels: int, *, block_samples: int, owner: Any
 ) -> Any:
-    """Open and start an int16 stream wired to ``owner``'s callbacks; a refusal is DeviceLost."""
+    """Open and start a raw int16 stream wired to ``owner``'s callbacks; a refusal is DeviceLost.
+
+    Raw streams hand the callback PortAudio's own buffer: no NumPy array is built (and reshaped, which
+    NumPy 2.5 deprecates) per block by sounddevice; the callback views it with ``np.frombuffer``.
+    """
     sd = load_sounddevice()
-    direction = "input" if stream_class is sd.InputStream else "output"
+    direction = "input" if stream_class is sd.RawInputStream else "output"
     try:
         stream = stream_class(
             device=index,
@@ -271,7 +275,7 @@ class PortAudioSource:
         self._lost = None
         try:
             self._stream = _start_stream(
-                sd.InputStream,
+                sd.RawInputStream,
                 index,
                 rate,
                 channels,
@@ -298,7 +302,8 @@ class PortAudioSource:
         adc_s = float(time_info.inputBufferAdcTime)
         # PortAudio's stream clock is not the loop's: carry its offset over through currentTime.
         captured_s = now_s - (float(time_info.currentTime) - adc_s) if adc_s > 0 else now_s
-        written = self._ring.write(indata[:, 0])
+        samples = np.frombuffer(indata, dtype=np.int16)
+        written = self._ring.write(samples if self.channels == 1 else samples[:: self.channels])
         if written < frames:
             self.overruns += 1
         self._written_total += written
@@ -410,7 +415,7 @@ class PortAudioSink:
         self._last_callback_s = time.monotonic()
         try:
             self._stream = _start_stream(
-                sd.OutputStream, index, rate, channels, block_samples=block, owner=self
+                sd.RawOutputStream, index, rate, channels, block_samples=block, owner=self
             )
         except DeviceLost:
             await self.stop()
@@ -434,7 +439,11 @@ class PortAudioSink:
                 self.underrun_samples += frames - n
             else:
                 self.prefill_underrun_samples += frames - n
-        outdata[:] = buf[:, None]
+        out = np.frombuffer(outdata, dtype=np.int16)
+        if self.channels == 1:
+            out[:] = buf[:frames]
+        else:
+            out.reshape(frames, self.channels)[:] = buf[:frames, None]
         tap = self.tap
         if tap is not None:
             dac_s = float(time_info.outputBufferDacTime)
