@@ -58,3 +58,26 @@ def test_device_table_marks_defaults() -> None:
     assert lines[1].startswith("*0") and "input" in lines[1] and "16k,48k" in lines[1]
     assert lines[2].startswith("*1") and "output" in lines[2] and "44.1k,48k" in lines[2]
     assert "no audio devices" in render_device_table([])
+
+
+async def test_a_hung_device_call_misses_its_deadline_without_freezing_the_loop() -> None:
+    import asyncio
+    import time
+
+    from voiced.devices.base import DeviceLost, off_loop
+
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    task = asyncio.create_task(ticker())
+    started = time.monotonic()
+    with pytest.raises(DeviceLost, match="took longer than 0 s; is the sound server hung"):
+        await off_loop(lambda: time.sleep(1.0), "opening the microphone", deadline_s=0.2)
+    task.cancel()
+    assert time.monotonic() - started < 0.8
+    assert ticks >= 5  # the loop kept running while the call hung

@@ -33,7 +33,14 @@ from voiced.conversation.playout import Playout
 from voiced.conversation.settings import CueKind
 from voiced.conversation.states import TurnState
 from voiced.conversation.timeline import TurnTimeline
-from voiced.devices.base import AudioSink, AudioSource, DeviceLost, DeviceNotFound, EndOfStream
+from voiced.devices.base import (
+    AudioSink,
+    AudioSource,
+    DeviceLost,
+    DeviceNotFound,
+    EndOfStream,
+    off_loop,
+)
 from voiced.errors import (
     EXIT_FAILURE,
     EXIT_INTERRUPTED,
@@ -56,7 +63,7 @@ SinkFactory = Callable[[int], Awaitable[AudioSink]]
 SHUTDOWN_DEADLINE_S = 5.0
 #: Mic frames older than this mean the capture path is stuck: the watchdog is not fed.
 MIC_STALE_S = 3.0
-#: Opening, stopping or re-scanning a sound device must finish within this.
+#: Stopping a sound device must finish within this.
 DEVICE_DEADLINE_S = 10.0
 #: Devices that ran this long since their last reopen reset the reopen backoff.
 DEVICE_STABLE_S = 10.0
@@ -331,7 +338,7 @@ class Daemon:
             if self.rescan_devices is not None:
                 # PortAudio sees new devices only after a re-scan, which needs every stream closed.
                 # It can hang with a sick sound server: off the loop, under a deadline.
-                await _off_loop(self.rescan_devices, "re-scanning the sound devices")
+                await off_loop(self.rescan_devices, "re-scanning the sound devices")
             source: AudioSource | None = None
             what = "microphone"
             try:
@@ -534,17 +541,6 @@ class Daemon:
             now = self.clock()
             if agent.healthy(now, MIC_STALE_S) and self.connection_healthy(now):
                 self.notifier.watchdog()
-
-
-async def _off_loop(call: Callable[[], None], what: str) -> None:
-    """Run a blocking device call in a worker thread under a deadline (a hung driver must not freeze
-    the loop; the thread is abandoned, the caller gets DeviceLost and retries later)."""
-    try:
-        await asyncio.wait_for(asyncio.to_thread(call), DEVICE_DEADLINE_S)
-    except TimeoutError:
-        raise DeviceLost(
-            f"{what} took longer than {DEVICE_DEADLINE_S:.0f} s; is the sound server hung?"
-        ) from None
 
 
 class _StopRequestedError(Exception):

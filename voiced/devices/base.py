@@ -16,6 +16,8 @@ Errors (all subclasses of `DeviceError`; each message says what to do):
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -160,3 +162,16 @@ class AudioSink(Protocol):
     def check(self) -> None:
         """Raise DeviceLost if the stream has died."""
         ...
+
+
+#: Opening, closing or re-scanning a device must finish within this (a hung sound server must not
+#: freeze the event loop: the call runs in a worker thread, which is abandoned past the deadline).
+DEVICE_CALL_DEADLINE_S = 10.0
+
+
+async def off_loop(call: Callable[[], None], what: str, deadline_s: float = DEVICE_CALL_DEADLINE_S) -> None:
+    """Run a blocking PortAudio call in a worker thread; DeviceLost when it misses ``deadline_s``."""
+    try:
+        await asyncio.wait_for(asyncio.to_thread(call), deadline_s)
+    except TimeoutError:
+        raise DeviceLost(f"{what} took longer than {deadline_s:.0f} s; is the sound server hung?") from None

@@ -31,6 +31,7 @@ from voiced.devices.base import (
     PlaybackTap,
     PortAudioMissing,
     UnsupportedRate,
+    off_loop,
 )
 from voiced.devices.settings import DeviceSettings
 
@@ -220,6 +221,12 @@ def _start_stream(
     return stream
 
 
+def _close_stream(stream: Any) -> None:
+    for op in (stream.abort, stream.close):
+        with contextlib.suppress(Exception):  # the device may be gone; closing is best effort
+            op()
+
+
 class PortAudioSource:
     """A sound-card microphone delivering 16 kHz mono 20 ms frames (resampled if the card cannot).
 
@@ -259,9 +266,19 @@ class PortAudioSource:
         self.callbacks = 0
 
     async def start(self) -> None:
-        """Open the configured input device and start capturing. Raises a DeviceError subclass."""
-        sd = load_sounddevice()
+        """Open the configured input device and start capturing. Raises a DeviceError subclass.
+
+        PortAudio's open can block (a sick sound server): it runs in a worker thread under a deadline.
+        """
         self._loop = asyncio.get_running_loop()
+        try:
+            await off_loop(self._open, "opening the microphone")
+        except DeviceLost:
+            await self.stop()
+            raise
+
+    def _open(self) -> None:
+        sd = load_sounddevice()
         index = resolve_device(self.settings.input_device, "input")
         rate, channels = choose_format(
             index, "input", self._forced_rate_hz or MIC_RATE_HZ, strict=self._forced_rate_hz is not None
@@ -273,18 +290,14 @@ class PortAudioSource:
         self._anchor = (0, time.monotonic())
         self._written_total = self._read_total = self._out_total = self._frames_out = 0
         self._lost = None
-        try:
-            self._stream = _start_stream(
-                sd.RawInputStream,
-                index,
-                rate,
-                channels,
-                block_samples=rate * self.settings.capture_block_ms // 1000,
-                owner=self,
-            )
-        except DeviceLost:
-            await self.stop()
-            raise
+        self._stream = _start_stream(
+            sd.RawInputStream,
+            index,
+            rate,
+            channels,
+            block_samples=rate * self.settings.capture_block_ms // 1000,
+            owner=self,
+        )
 
     def _notify(self) -> None:
         loop = self._loop
@@ -350,12 +363,11 @@ class PortAudioSource:
                 )
 
     async def stop(self) -> None:
-        """Abort and close the stream (abort, not stop: stop can hang on a stalled stream)."""
+        """Abort and close the stream (abort, not stop: stop can hang on a stalled stream), off the loop."""
         stream, self._stream = self._stream, None
         if stream is not None:
-            for op in (stream.abort, stream.close):
-                with contextlib.suppress(Exception):  # the device may be gone; closing is best effort
-                    op()
+            with contextlib.suppress(DeviceLost):
+                await off_loop(lambda: _close_stream(stream), "closing the microphone")
         self._frames.clear()
 
 
@@ -401,7 +413,17 @@ class PortAudioSink:
         return self._ring.rejected_samples
 
     async def start(self) -> None:
-        """Open the configured output device and start playing (silence until written)."""
+        """Open the configured output device and start playing (silence until written).
+
+        PortAudio's open can block (a sick sound server): it runs in a worker thread under a deadline.
+        """
+        try:
+            await off_loop(self._open, "opening the speaker")
+        except DeviceLost:
+            await self.stop()
+            raise
+
+    def _open(self) -> None:
         sd = load_sounddevice()
         index = resolve_device(self.settings.output_device, "output")
         wanted = self._forced_rate_hz or self.sample_rate_hz
@@ -413,13 +435,9 @@ class PortAudioSink:
         self._resampler = StreamResampler(self.sample_rate_hz, rate)
         self._lost = None
         self._last_callback_s = time.monotonic()
-        try:
-            self._stream = _start_stream(
-                sd.RawOutputStream, index, rate, channels, block_samples=block, owner=self
-            )
-        except DeviceLost:
-            await self.stop()
-            raise
+        self._stream = _start_stream(
+            sd.RawOutputStream, index, rate, channels, block_samples=block, owner=self
+        )
 
     def _callback(self, outdata: Any, frames: int, time_info: Any, status: Any) -> None:
         # PortAudio thread: a bounded copy out of the ring, nothing else.
@@ -491,9 +509,8 @@ class PortAudioSink:
             raise DeviceLost(self._lost)
 
     async def stop(self) -> None:
-        """Abort and close the stream."""
+        """Abort and close the stream, off the loop."""
         stream, self._stream = self._stream, None
         if stream is not None:
-            for op in (stream.abort, stream.close):
-                with contextlib.suppress(Exception):  # the device may be gone; closing is best effort
-                    op()
+            with contextlib.suppress(DeviceLost):
+                await off_loop(lambda: _close_stream(stream), "closing the speaker")
