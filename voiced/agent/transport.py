@@ -118,7 +118,7 @@ def client_user_agent() -> str:
     )
 
 
-def server_explanation(body: bytes | None) -> str:
+def server_explanation(body: bytes | bytearray | None) -> str:
     """What a refusing server said in its HTTP body, on one short line ("" when it said nothing).
 
     A Coze-style JSON body ``{"code": …, "msg": …}`` gives its ``msg`` (with the code); any other
