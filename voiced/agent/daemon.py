@@ -45,8 +45,8 @@ from voiced.errors import (
     close_code_error,
     unwrap,
 )
-from voiced.log import configure as configure_logging
 from voiced.log import WarningLimiter, get_logger, register_secret
+from voiced.log import configure as configure_logging
 from voiced.plugins import PluginRegistry, PluginSettings, ToolRunner
 
 SourceFactory = Callable[[], Awaitable[AudioSource]]
