@@ -69,8 +69,8 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     parser.add_argument(
         "--log-format",
-        choices=["auto", "json", "console"],
-        help="auto: console on a terminal, JSON lines otherwise",
+        choices=["auto", "journal", "console", "json"],
+        help="auto: journal lines under systemd's journal, console on a terminal, JSON lines otherwise",
     )
 
 

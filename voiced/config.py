@@ -255,7 +255,12 @@ class LogSettings(_Section):
     """``[log]``."""
 
     level: Literal["debug", "info", "warning", "error"] = "info"
-    format: Literal["auto", "json", "console"] = "auto"
+    format: Literal["auto", "journal", "console", "json"] = Field(
+        "auto",
+        description="auto: journal under systemd's journal, console on a terminal, JSON otherwise. "
+        "journal: <priority>key=value lines (journalctl -p warning works); console: human lines in "
+        "local time; json: one JSON object per line, UTC timestamps.",
+    )
 
 
 class AudioSettings(_Section):

@@ -1,4 +1,4 @@
-"""Logging: structlog, JSON lines off a terminal (journald-friendly), readable console on one.
+"""Logging: structlog with journald lines under systemd, readable lines on a terminal, JSON otherwise.
 
 Call :func:`configure` once at start-up, and :func:`register_secret` with every secret (the Coze
 token) as soon as it is known: a processor replaces each occurrence in any logged value, so even a
@@ -7,13 +7,21 @@ third-party message that quotes a header cannot leak it.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import ctypes.util
+import io
+import json
 import logging
+import os
 import re
 import sys
+import threading
 import time
-from collections.abc import Callable, Hashable, MutableMapping
+from collections.abc import Callable, Hashable, Mapping, MutableMapping
 from dataclasses import dataclass
-from typing import Any, Generic, TextIO, TypeVar
+from datetime import UTC, datetime
+from typing import Any, Generic, Literal, TextIO, TypeVar
 
 import structlog
 from structlog.typing import FilteringBoundLogger
@@ -76,26 +84,131 @@ class _RedactingFilter(logging.Filter):
         return True
 
 
+#: What ``[log] format`` may say; ``auto`` resolves to one of the others by :func:`resolve_format`.
+LogFormat = Literal["auto", "journal", "console", "json"]
+#: syslog priorities by level name: journald reads a ``<N>`` prefix on each line as the priority.
+_PRIORITIES = {"critical": 2, "exception": 3, "error": 3, "warning": 4, "info": 6, "debug": 7}
+# A value written bare in a key=value line; anything else is quoted and escaped.
+_BARE_VALUE = re.compile(r"[^\s\"'=\\]+")
+
+
+def under_journald(stream: TextIO) -> bool:
+    """True when ``stream`` is the journal stream systemd handed this process (``JOURNAL_STREAM``).
+
+    systemd sets ``JOURNAL_STREAM=DEV:INODE`` for the service's stdout/stderr; a child whose output
+    was redirected elsewhere inherits the variable, so the stream's own device and inode must match.
+    A stream with no file descriptor cannot be checked and is trusted to be the journal.
+    """
+    expected = os.environ.get("JOURNAL_STREAM", "")
+    if not expected:
+        return False
+    try:
+        info = os.fstat(stream.fileno())
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        return True
+    return expected == f"{info.st_dev}:{info.st_ino}"
+
+
+def resolve_format(fmt: str, stream: TextIO) -> Literal["journal", "console", "json"]:
+    """The format ``fmt`` means on ``stream``: ``auto`` is journal under journald, console on a
+    terminal, JSON otherwise."""
+    if fmt == "journal":
+        return "journal"
+    if fmt == "console":
+        return "console"
+    if fmt == "json":
+        return "json"
+    if fmt != "auto":
+        raise ValueError(f"log format {fmt!r}: use auto, journal, console or json")
+    if under_journald(stream):
+        return "journal"
+    return "console" if stream.isatty() else "json"
+
+
+def _kv_value(value: Any) -> str:
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif value is None:
+        text = "null"
+    elif isinstance(value, str):
+        text = value
+    elif isinstance(value, int | float):
+        text = repr(value)
+    else:
+        text = json.dumps(value, ensure_ascii=False, default=str, separators=(",", ":"))
+    if _BARE_VALUE.fullmatch(text):
+        return text
+    # JSON string escaping: quotes, backslashes and newlines stay on one line (one journal entry).
+    return json.dumps(text, ensure_ascii=False)
+
+
+def journal_line(level: str, fields: Mapping[str, Any]) -> str:
+    """One journald line: ``<priority>`` then ``key=value`` pairs, the message first as ``msg``."""
+    priority = _PRIORITIES.get(level, 6)
+    return f"<{priority}>" + " ".join(f"{key}={_kv_value(value)}" for key, value in fields.items())
+
+
+def _journal_renderer(_logger: Any, _name: str, event_dict: MutableMapping[str, Any]) -> str:
+    level = str(event_dict.pop("level", "info"))
+    fields: dict[str, Any] = {"msg": event_dict.pop("event", ""), "level": level}
+    fields.update(event_dict)
+    return journal_line(level, fields)
+
+
+class _JournalFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        level = record.levelname.lower()
+        fields: dict[str, Any] = {"msg": record.getMessage(), "level": level, "logger": record.name}
+        if record.exc_text:
+            fields["exception"] = record.exc_text
+        return journal_line(level, fields)
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        fields: dict[str, Any] = {
+            "event": record.getMessage(),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "timestamp": datetime.fromtimestamp(record.created, UTC).isoformat(),
+        }
+        if record.exc_text:
+            fields["exception"] = record.exc_text
+        return json.dumps(fields, ensure_ascii=False)
+
+
 def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = None) -> None:
-    """Set up structlog and the stdlib root logger. ``fmt`` is ``auto``, ``json`` or ``console``."""
+    """Set up structlog and the stdlib root logger. ``fmt`` is a :data:`LogFormat`.
+
+    Every format runs the same processors (redaction, then :func:`bound_fields`) before rendering:
+    ``journal`` writes ``<priority>key=value`` lines with no timestamp (journald adds its own),
+    ``console`` human lines in local time, ``json`` one JSON object per line with a UTC timestamp.
+    Also routes alsa-lib's own error printing into the log (see :func:`install_alsa_error_handler`).
+    """
     out = stream if stream is not None else sys.stderr
-    use_json = fmt == "json" or (fmt == "auto" and not out.isatty())
+    chosen = resolve_format(fmt, out)
     numeric = logging.getLevelNamesMapping()[level.upper()]
-    renderer: Any = (
-        structlog.processors.JSONRenderer(ensure_ascii=False)
-        if use_json
-        else structlog.dev.ConsoleRenderer(colors=out.isatty())
-    )
+    processors: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+    ]
+    formatter: logging.Formatter
+    if chosen == "journal":
+        renderer: Any = _journal_renderer
+        formatter = _JournalFormatter()
+    elif chosen == "console":
+        processors.append(structlog.processors.TimeStamper(fmt="%Y-%m-%d %H:%M:%S", utc=False))
+        renderer = structlog.dev.ConsoleRenderer(colors=out.isatty())
+        formatter = logging.Formatter(
+            "%(asctime)s [%(levelname)-9s] %(name)s: %(message)s", datefmt="%Y-%m-%d %H:%M:%S"
+        )
+    else:
+        processors.append(structlog.processors.TimeStamper(fmt="iso", utc=True))
+        renderer = structlog.processors.JSONRenderer(ensure_ascii=False)
+        formatter = _JsonFormatter()
+    processors += [structlog.processors.format_exc_info, _redact_processor, bound_fields, renderer]
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
-            _redact_processor,
-            bound_fields,
-            renderer,
-        ],
+        processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         logger_factory=structlog.PrintLoggerFactory(out),
         cache_logger_on_first_use=False,
@@ -103,12 +216,13 @@ def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = No
     handler = logging.StreamHandler(out)
     handler.addFilter(_RedactingFilter())
     handler.addFilter(BoundingFilter())
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(max(numeric, logging.INFO))
     # websockets logs every frame at debug; keep it quiet unless asked.
     logging.getLogger("websockets").setLevel(logging.WARNING if numeric > logging.DEBUG else logging.DEBUG)
+    install_alsa_error_handler()
 
 
 def get_logger(name: str) -> FilteringBoundLogger:
@@ -290,3 +404,119 @@ def install_redacting_streams() -> None:
         sys.stdout = RedactingStream(sys.stdout)
     if not isinstance(sys.stderr, RedactingStream):
         sys.stderr = RedactingStream(sys.stderr)
+
+
+# --- alsa-lib's own error printing ------------------------------------------------------------------
+
+# snd_lib_error_handler_t is variadic in C; the handler takes the fixed arguments and ignores the
+# printf arguments (a callee may ignore trailing arguments on every ABI voiced runs on).
+_ALSA_HANDLER_TYPE = ctypes.CFUNCTYPE(
+    None, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p
+)
+
+
+class AlsaErrorLog:
+    """Counts alsa-lib's error reports and logs at most ``burst`` of them per ``period_s``.
+
+    alsa-lib prints every error to stderr (``ALSA lib pcm.c:… underrun occurred``), hundreds of
+    lines when a sound server hiccups. Each report is counted (:attr:`total`); the first ``burst`` in
+    a window are logged with their source location and printf format (the arguments cannot be read
+    portably), and the rest are folded into one line when the window ends. Thread-safe: alsa-lib
+    calls it from the audio threads.
+    """
+
+    def __init__(
+        self, *, period_s: float = 60.0, burst: int = 3, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.period_s = period_s
+        self.burst = burst
+        self.total = 0
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._window_started_s = -float("inf")
+        self._logged = 0
+        self._folded = 0
+        self._timer: threading.Timer | None = None
+        self._log = get_logger("alsa")
+
+    def report(self, file: str, line: int, function: str, err: int, message: str) -> None:
+        """Record one alsa-lib error report; log it unless this window already had ``burst``."""
+        with self._lock:
+            self.total += 1
+            now = self._clock()
+            if now - self._window_started_s >= self.period_s:
+                self._flush_locked()
+                self._window_started_s, self._logged = now, 0
+            if self._logged >= self.burst:
+                self._folded += 1
+                if self._timer is None:
+                    self._timer = threading.Timer(self._window_started_s + self.period_s - now, self.flush)
+                    self._timer.daemon = True
+                    self._timer.start()
+                return
+            self._logged += 1
+            fields: dict[str, Any] = {"where": f"{file}:{line} ({function})", "total": self.total}
+            if err:
+                fields["error"] = os.strerror(abs(err))
+            self._log.warning(f"alsa-lib: {message.strip()}", **fields)
+
+    def flush(self) -> None:
+        """Log how many reports were folded since the last line (the window's end does this too)."""
+        with self._lock:
+            self._flush_locked()
+
+    def _flush_locked(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._folded:
+            self._log.warning(
+                "alsa-lib reported more errors (not logged one by one)",
+                folded=self._folded,
+                total=self.total,
+                period_s=self.period_s,
+            )
+            self._folded = 0
+
+
+#: The process's one alsa-lib error log; ``alsa_errors.total`` counts every report.
+alsa_errors = AlsaErrorLog()
+# alsa-lib keeps only the C pointer: the ctypes callback must live as long as the process.
+_alsa_handlers: list[Any] = []
+
+
+def _on_alsa_error(
+    file: bytes | None, line: int, function: bytes | None, err: int, fmt: bytes | None
+) -> None:
+    # An exception must never unwind into C.
+    with contextlib.suppress(Exception):
+        alsa_errors.report(
+            (file or b"?").decode(errors="replace"),
+            line,
+            (function or b"?").decode(errors="replace"),
+            err,
+            (fmt or b"").decode(errors="replace"),
+        )
+
+
+def install_alsa_error_handler() -> bool:
+    """Route alsa-lib's error printing into :data:`alsa_errors` (idempotent; call it any time).
+
+    Returns False where alsa-lib is not installed. The handler is process-wide and shared with the
+    copy of alsa-lib PortAudio loads (the same shared object).
+    """
+    if _alsa_handlers:
+        return True
+    name = ctypes.util.find_library("asound") or "libasound.so.2"
+    try:
+        library = ctypes.CDLL(name)
+        setter = library.snd_lib_error_set_handler
+    except (OSError, AttributeError):
+        return False
+    setter.argtypes = [_ALSA_HANDLER_TYPE]
+    setter.restype = ctypes.c_int
+    handler = _ALSA_HANDLER_TYPE(_on_alsa_error)
+    if setter(handler) != 0:
+        return False
+    _alsa_handlers.append(handler)
+    return True

@@ -4,7 +4,7 @@ One :class:`HostileServer` plays one mode for every connection:
 
 - ``redirect``: answers the upgrade with ``status`` and ``Location: location`` (the first
   ``redirects`` requests only, when set; then it accepts like ``accept``);
-- ``status``: answers with ``status`` and an optional ``Retry-After``;
+- ``status``: answers with ``status``, an optional ``Retry-After`` and ``body``;
 - ``close``: accepts, sends ``chat.created``, then closes with ``close_code`` (no ``error`` event);
 - ``error``: accepts, sends ``chat.created``, then an ``error`` event with ``error_code``, then waits;
 - ``accept``: accepts, answers ``chat.update`` with ``chat.updated``, then never answers anything.
@@ -38,6 +38,7 @@ class HostileServer:
     status: int = 302
     location: str = ""
     retry_after: str | None = None
+    body: bytes = b"busy"
     redirects: int | None = None
     close_code: int = 4100
     error_code: int = 5000
@@ -59,7 +60,7 @@ class HostileServer:
         if self.mode == "status":
             if self.retry_after is not None:
                 headers["Retry-After"] = self.retry_after
-            return Response(self.status, HTTPStatus(self.status).phrase, headers, b"busy")
+            return Response(self.status, HTTPStatus(self.status).phrase, headers, self.body)
         return None
 
     async def handle(self, ws: ServerConnection) -> None:

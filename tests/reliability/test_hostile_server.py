@@ -109,6 +109,24 @@ async def test_retry_after_is_carried_on_the_transient_error(
     assert f"HTTP {status}" in one_line(raised.value)
 
 
+async def test_the_servers_explanation_of_a_refused_handshake_is_shown() -> None:
+    # The emulator's full chat URL given as the base URL: the path doubles and the server says so.
+    async with serve_emulator(EmulatorSettings(token=TOKEN)) as emu:
+        with pytest.raises(TransientError) as raised:
+            await open_connection(coze_for(f"{emu.url}/v1/chat"))
+    text = one_line(raised.value)
+    assert "HTTP 404" in text and "no such endpoint '/v1/chat/v1/chat'; use /v1/chat (code 4000)" in text
+
+
+async def test_a_huge_html_explanation_is_one_bounded_line() -> None:
+    page = b"<html>\n  <body>\n" + b"Not   Found\n" * 50_000 + b"</body></html>"
+    async with serve_hostile(HostileServer("status", status=404, body=page)) as server:
+        with pytest.raises(TransientError) as raised:
+            await open_connection(coze_for(server.url))
+    text = one_line(raised.value)
+    assert "HTTP 404: <html> <body> Not Found Not Found" in text and "truncated" in text
+
+
 def test_retry_after_parses_dates_and_refuses_garbage() -> None:
     now = datetime(2026, 1, 1, tzinfo=UTC)
     later = format_datetime(now + timedelta(seconds=90), usegmt=True)

@@ -18,7 +18,7 @@ import signal
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from websockets.asyncio.client import ClientConnection
 
@@ -52,8 +52,8 @@ from voiced.errors import (
     close_code_error,
     unwrap,
 )
+from voiced.log import WarningLimiter, get_logger, register_secret
 from voiced.log import configure as configure_logging
-from voiced.log import get_logger, register_secret
 from voiced.plugins import PluginRegistry, PluginSettings, ToolRunner
 
 SourceFactory = Callable[[], Awaitable[AudioSource]]
@@ -528,6 +528,8 @@ class Daemon:
         agent = self.agent
         assert agent is not None
         interval_s = min(0.25, self.notifier.watchdog_interval_s() or 0.25)
+        overflows_seen = 0
+        overflow_lines = WarningLimiter[Literal["overflow"]](period_s=10.0, burst=3, clock=self.clock)
         while True:
             await asyncio.sleep(interval_s)
             agent = self.agent
@@ -538,6 +540,18 @@ class Daemon:
                 raise
             except Exception:
                 self.log.exception("internal error in housekeeping; continuing")
+            jitter = self.playout.jitter.stats() if self.playout is not None else None
+            if jitter is not None and jitter.overflows > overflows_seen:
+                # Counted by the jitter buffer; said in the log too, at most a few lines per window.
+                overflows_seen = jitter.overflows
+                folded = overflow_lines.allow("overflow")
+                if folded is not None:
+                    self.log.warning(
+                        "reply audio arrived faster than it plays: the oldest was dropped",
+                        overflows=jitter.overflows,
+                        dropped_ms=round(jitter.dropped_ms),
+                        lines_suppressed=folded,
+                    )
             now = self.clock()
             if agent.healthy(now, MIC_STALE_S) and self.connection_healthy(now):
                 self.notifier.watchdog()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import inspect
 import json
@@ -18,7 +19,7 @@ from websockets.uri import WebSocketURI, parse_uri
 from voiced import __version__
 from voiced.config import CozeSettings, is_loopback_host
 from voiced.errors import EXIT_NOPERM, ConfigError, FatalError, TransientError
-from voiced.log import register_secret, truncate_text
+from voiced.log import redact, register_secret, truncate_text
 
 _SUPPORTS_PROXY = "proxy" in inspect.signature(connect.__init__).parameters
 _REDIRECT_STATUSES = frozenset({300, 301, 302, 303, 307, 308})
@@ -117,6 +118,25 @@ def client_user_agent() -> str:
     )
 
 
+def server_explanation(body: bytes | bytearray | None) -> str:
+    """What a refusing server said in its HTTP body, on one short line ("" when it said nothing).
+
+    A Coze-style JSON body ``{"code": …, "msg": …}`` gives its ``msg`` (with the code); any other
+    text is quoted with its whitespace collapsed. Always bounded and redacted: the body is the
+    server's, and it ends up in a log line.
+    """
+    if not body:
+        return ""
+    text = body[: 16 * _QUOTE_CHARS].decode("utf-8", errors="replace")
+    with contextlib.suppress(ValueError):
+        parsed = json.loads(text)
+        if isinstance(parsed, dict) and isinstance(parsed.get("msg"), str):
+            code = parsed.get("code")
+            text = f"{parsed['msg']} (code {code})" if isinstance(code, int) else parsed["msg"]
+    text = " ".join(text.split())
+    return redact(truncate_text(text, 2 * _QUOTE_CHARS))
+
+
 async def open_connection(coze: CozeSettings) -> ClientConnection:
     """Connect and finish the handshake.
 
@@ -183,7 +203,11 @@ async def open_connection(coze: CozeSettings) -> ClientConnection:
         if status in _RETRY_AFTER_STATUSES:
             retry_after_s = parse_retry_after(exc.response.headers.get("Retry-After"))
         hint = f"; the server asks to retry in {retry_after_s:g} s" if retry_after_s is not None else ""
-        raise TransientError(f"handshake failed with HTTP {status}{suffix}{hint}", retry_after_s) from None
+        said = server_explanation(exc.response.body)
+        said = f": {said}" if said else ""
+        raise TransientError(
+            f"handshake failed with HTTP {status}{suffix}{said}{hint}", retry_after_s
+        ) from None
     except (InvalidHandshake, InvalidURI) as exc:
         raise TransientError(f"handshake failed: {truncate_text(str(exc), 2 * _QUOTE_CHARS)}") from None
     except (OSError, TimeoutError) as exc:
