@@ -213,3 +213,32 @@ async def test_node_sdk_reports_the_logid_of_a_refused_handshake(tmp_path: Path)
     assert len(refused) == 1, "no reconnection attempts after the refusal"
     assert report["refusal"] == {"code": 401, "msg": "Unauthorized", "logid": refused[0]["logid"]}
     assert report["typed"] == [] and report["unknown"] == []
+
+
+async def test_node_sdk_sees_server_vad_turns(tmp_path: Path) -> None:
+    pcm, rate_hz = utterance_pcm(tmp_path)
+    # The utterance starts with its own half second of room tone; trailing silence ends the turn.
+    padded = tmp_path / "padded.pcm"
+    padded.write_bytes(pcm.read_bytes() + bytes(rate_hz * 2))
+    steps: list[dict[str, Any]] = [
+        {"wait": "chat.created"},
+        {
+            "send": "chat.update",
+            "data": {
+                "input_audio": {"format": "pcm", "codec": "pcm", "sample_rate": rate_hz},
+                "turn_detection": {"type": "server_vad", "silence_duration_ms": 400},
+            },
+        },
+        {"wait": "chat.updated"},
+        {"append_file": str(padded), "chunk_bytes": rate_hz // 50 * 2},
+        {"wait": "input_audio_buffer.speech_started"},
+        {"wait": "input_audio_buffer.speech_stopped"},
+        {"wait": "conversation.chat.completed"},
+    ]  # fmt: skip
+    async with running(scenario="demo", time_scale=0.1) as emu:
+        report = await hold_conversation(emu, steps, tmp_path, tool_output='{"spoken": "a quarter to six"}')
+        sent = emu.sent_event_types[0]
+    assert_conformant(report, sent)
+    assert_declared_shapes(report)
+    answers = [m["content"] for m in named(report, "conversation.message.completed") if m["type"] == "answer"]
+    assert answers == ["It is a quarter to six."]
