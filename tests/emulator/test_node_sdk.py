@@ -27,6 +27,7 @@ from structlog.testing import capture_logs
 from tests.emulator.helpers import TOKEN, running
 from voiced.emulator import Emulator
 from voiced.emulator.scenarios import DEFAULT_PROLOGUE
+from voiced.protocol.events import ConversationClear
 
 ROOT = Path(__file__).resolve().parents[2]
 CLIENT_DIR = Path(__file__).with_name("node")
@@ -242,3 +243,22 @@ async def test_node_sdk_sees_server_vad_turns(tmp_path: Path) -> None:
     assert_declared_shapes(report)
     answers = [m["content"] for m in named(report, "conversation.message.completed") if m["type"] == "answer"]
     assert answers == ["It is a quarter to six."]
+
+
+async def test_the_client_reports_what_the_sdk_cannot_type(tmp_path: Path) -> None:
+    # The harness's own check: an event type the SDK lacks and a frame it cannot parse are reported.
+    steps: list[dict[str, Any]] = [
+        {"wait": "chat.created"},
+        {"send": "conversation.clear"},
+        {"wait": "conversation.cleared", "count": 2},
+    ]  # fmt: skip
+    async with running(scenario="echo") as emu:
+        conversation = asyncio.create_task(hold_conversation(emu, steps, tmp_path))
+        await emu.wait_for(lambda event: isinstance(event, ConversationClear), timeout_s=30)
+        await emu.send_raw_to_all(json.dumps({"id": "x1", "event_type": "conversation.surprise", "data": {}}))
+        await emu.send_raw_to_all("not json")
+        # Ends the client's wait.
+        await emu.send_raw_to_all(json.dumps({"id": "x2", "event_type": "conversation.cleared"}))
+        report = await conversation
+    assert [json.loads(u)["event_type"] for u in report["unknown"]] == ["conversation.surprise"]
+    assert len(report["console_errors"]) == 1 and "onmessage" in report["console_errors"][0]
