@@ -252,6 +252,7 @@ async def test_the_client_reports_what_the_sdk_cannot_type(tmp_path: Path) -> No
         {"send": "conversation.clear"},
         {"wait": "conversation.cleared", "count": 2},
     ]  # fmt: skip
+    node_binary()  # skip before any task exists
     async with running(scenario="echo") as emu:
         conversation = asyncio.create_task(hold_conversation(emu, steps, tmp_path))
         await emu.wait_for(lambda event: isinstance(event, ConversationClear), timeout_s=30)
