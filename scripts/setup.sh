@@ -4,7 +4,9 @@
 # packages. Idempotent and quick when nothing changed. Usage: scripts/setup.sh [--test]
 # --test also builds .venv-sdk: the official Coze Python SDK (cozepy) in a virtualenv of its own, for
 # the conformance tests and the benchmark baseline. cozepy pins an older websockets than voiced runs
-# on; kept apart, it cannot change what the daemon is tested on.
+# on; kept apart, it cannot change what the daemon is tested on. It also installs the official Node SDK
+# (@coze/api, pinned by tests/emulator/node/package-lock.json) into tests/emulator/node/node_modules when
+# node and npm are on the machine or come from apt (nodejs, npm); without them that test is skipped.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -131,5 +133,43 @@ if [ "$with_test" = 1 ]; then
       exit 1
     fi
     printf '%s' "${sdk_packages[*]}" >"$sdk_stamp"
+  fi
+fi
+
+if [ "$with_test" = 1 ]; then
+  # The Node reference client: optional (its test skips without node), so a machine that cannot get
+  # node only gets a notice; one that has it gets exactly the locked packages, reinstalled only when
+  # the lock file or node changes.
+  node_dir="$here/tests/emulator/node"
+  if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    node_sudo=()
+    [ "$(id -u)" != 0 ] && command -v sudo >/dev/null 2>&1 && node_sudo=(sudo)
+    node_want=()
+    command -v node >/dev/null 2>&1 || node_want+=(nodejs)
+    command -v npm >/dev/null 2>&1 || node_want+=(npm)
+    if command -v apt-get >/dev/null 2>&1 && { [ "$(id -u)" = 0 ] || [ ${#node_sudo[@]} -gt 0 ]; }; then
+      log "installing ${node_want[*]} for the Node SDK conformance test"
+      node_apt=("${node_sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get)
+      if ! "${node_apt[@]}" install -y -qq --no-install-recommends "${node_want[@]}" >/dev/null 2>&1; then
+        "${node_apt[@]}" update -qq >/dev/null 2>&1 || true
+        "${node_apt[@]}" install -y -qq --no-install-recommends "${node_want[@]}" >/dev/null 2>&1 ||
+          log "could not install ${node_want[*]} with apt"
+      fi
+    fi
+  fi
+  if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then
+    node_stamp="$node_dir/node_modules/.voiced-installed"
+    node_want_stamp="$(sha256sum "$node_dir/package-lock.json" | cut -d' ' -f1) node $(node --version)"
+    if [ "$(cat "$node_stamp" 2>/dev/null || true)" != "$node_want_stamp" ]; then
+      log "installing the Node SDK into $node_dir/node_modules (log: $node_dir/npm.log)"
+      if ! (cd "$node_dir" && npm ci --no-audit --no-fund --loglevel=error) >"$node_dir/npm.log" 2>&1; then
+        tail -n 30 "$node_dir/npm.log" >&2
+        log "installing the Node SDK failed; the whole log is $node_dir/npm.log"
+        exit 1
+      fi
+      printf '%s' "$node_want_stamp" >"$node_stamp"
+    fi
+  else
+    log "no node/npm (install nodejs and npm): the Node SDK conformance test will be skipped"
   fi
 fi
