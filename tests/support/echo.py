@@ -11,9 +11,13 @@ All randomness is seeded: the same arguments give the same room.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import tempfile
 import threading
 import time
 import wave
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -22,10 +26,16 @@ import numpy as np
 import numpy.typing as npt
 import soxr
 
+from voiced.agent.daemon import Daemon
 from voiced.audio.frames import level_dbfs
 from voiced.audio.resample import StreamResampler, resample
 from voiced.audio.settings import VadSettings
 from voiced.audio.vad import SpeechStarted
+from voiced.config import load_config
+from voiced.conversation.states import TurnState
+from voiced.devices.base import AudioSink, AudioSource, MicFrame
+from voiced.devices.memory import MemorySink, MemorySource
+from voiced.emulator import Emulator, EmulatorSettings, load_scenario, serve_emulator
 from voiced.mic.echo import EchoCancelStage
 from voiced.mic.settings import EchoSettings
 from voiced.mic.stages import StageFrame
@@ -396,3 +406,229 @@ def double_talk_trial(
     span = slice(at, min(at + voice.size, run.out.size))
     kept_db = dbfs(run.out[span]) - dbfs(user[span])
     return DoubleTalk(detected_after_s=detected, kept_db=kept_db)
+
+
+# -- a closed loop: the daemon's own speaker heard by its own microphone --------------------------------
+
+
+class RoomLoop:
+    """A speaker and a microphone in one simulated room, on the event loop's clock.
+
+    Every block the speaker plays reaches the microphone through ``room`` (soft clip, delay, impulse
+    response, clock drift) as it is played: block ``at_s`` is heard from ``at_s + room.delay_ms``
+    on. The microphone adds the user's speech queued with :meth:`say` and the room's noise.
+    ``speaker(rate_hz)`` and ``microphone()`` are the two devices; give them to the daemon's device
+    factories. ``echo_dbfs`` is the level of the echo alone over the last second it was heard.
+    """
+
+    def __init__(self, room: Room) -> None:
+        self.room = room
+        self._ir = room.impulse_response()
+        self._t0_s: float | None = None  # loop time of mic sample 0
+        self._base = 0  # mic sample index of self._pending[0]
+        self._pending = np.zeros(0)  # echo waiting to be captured, from self._base on
+        self._user = np.zeros(0)
+        self._rng = np.random.default_rng(room.seed)
+        self._stream: tuple[soxr.ResampleStream, int, float] | None = None  # (resampler, rate, start_s)
+        self._stream_out = 0  # 16 kHz samples the current speaker stream has produced
+        self._tail = np.zeros(self._ir.size - 1)
+        self._echo_levels: list[float] = []
+        self.user_started_at_s: float | None = None
+
+    # -- speaker side ---------------------------------------------------------------------------
+    def heard(self, block: Int16, rate_hz: int, at_s: float) -> None:
+        """The speaker played ``block`` at loop time ``at_s``: it reaches the mic after the delay."""
+        if self._t0_s is None:
+            return  # nobody listens yet
+        stream = self._stream
+        if stream is not None:
+            expected_s = stream[2] + self._stream_out / RATE_HZ
+            if stream[1] != rate_hz or abs(at_s - expected_s) > 0.05:
+                stream = None  # the speaker restarted: a new stream, as a sound card would
+        if stream is None:
+            # The speaker's clock runs drift_ppm fast: its samples last that much less at the mic.
+            resampler = soxr.ResampleStream(rate_hz * (1 + self.room.drift_ppm * 1e-6), RATE_HZ, 1, "float64")
+            stream = (resampler, rate_hz, at_s)
+            self._stream, self._stream_out = stream, 0
+            self._tail = np.zeros(self._ir.size - 1)
+        x = np.asarray(stream[0].resample_chunk(block.astype(np.float64)), dtype=np.float64)
+        start_s = stream[2] + self._stream_out / RATE_HZ
+        self._stream_out += x.size
+        if not x.size:
+            return
+        full = np.convolve(self.room.speaker(x), self._ir)
+        full[: self._tail.size] += self._tail
+        out, self._tail = full[: x.size], full[x.size :].copy()
+        at = round((start_s + self.room.delay_ms / 1000.0 - self._t0_s) * RATE_HZ) - self._base
+        if at < 0:  # the loop ran late: what is already captured cannot hear it any more
+            out, at = out[-at:], 0
+        end = at + out.size
+        if end > self._pending.size:
+            self._pending = np.concatenate([self._pending, np.zeros(end - self._pending.size)])
+        self._pending[at:end] += out
+
+    def speaker(self, rate_hz: int) -> RoomSpeaker:
+        """A speaker (a :class:`MemorySink`) whose output the room carries to the microphone."""
+        return RoomSpeaker(rate_hz, self)
+
+    # -- microphone side ------------------------------------------------------------------------
+    def say(self, speech: Int16, gain_db: float = 0.0) -> None:
+        """The user speaks ``speech`` (16 kHz) from the next captured frame on."""
+        self._user = np.concatenate([self._user, speech.astype(np.float64) * 10 ** (gain_db / 20)])
+        self.user_started_at_s = None
+
+    def capture(self, captured_at_s: float, n: int) -> Int16:
+        """The ``n`` samples the microphone heard from ``captured_at_s`` (called in order)."""
+        if self._t0_s is None:
+            self._t0_s = captured_at_s
+        echo = np.zeros(n)
+        k = min(n, self._pending.size)
+        echo[:k] = self._pending[:k]
+        self._pending = self._pending[k:]
+        self._base += n
+        if dbfs(echo) > -50.0:
+            self._echo_levels = [*self._echo_levels[-49:], dbfs(echo)]
+        user = np.zeros(n)
+        k = min(n, self._user.size)
+        if k and self.user_started_at_s is None:
+            self.user_started_at_s = captured_at_s
+        user[:k] = self._user[:k]
+        self._user = self._user[k:]
+        hiss = self._rng.standard_normal(n) * 32768.0 * 10 ** (self.room.noise_dbfs / 20)
+        return to_int16(echo + user + hiss)
+
+    def microphone(self) -> RoomMicrophone:
+        """The microphone: 20 ms frames paced in real time."""
+        return RoomMicrophone(self)
+
+    @property
+    def echo_dbfs(self) -> float:
+        """RMS level of the echo over the last second in which it was heard (-120 before any)."""
+        if not self._echo_levels:
+            return -120.0
+        return 10 * float(np.log10(np.mean(10 ** (np.array(self._echo_levels) / 10))))
+
+
+class RoomSpeaker(MemorySink):
+    """A MemorySink whose blocks are also carried through the room to the microphone."""
+
+    def __init__(self, rate_hz: int, room: RoomLoop) -> None:
+        super().__init__(rate_hz)
+        self.room = room
+
+    def _emit(self, block: Int16, at_s: float) -> None:
+        super()._emit(block, at_s)
+        self.room.heard(block, self.sample_rate_hz, at_s)
+
+
+class RoomMicrophone(MemorySource):
+    """A MemorySource whose frames are what the room's microphone hears, paced in real time."""
+
+    def __init__(self, room: RoomLoop) -> None:
+        super().__init__(np.zeros(0, dtype=np.int16), paced=True, after_end="silence")
+        self.room = room
+
+    async def read_frame(self) -> MicFrame:
+        """The next frame (its capture time on the loop's clock, like a sound card's ADC time)."""
+        frame = await super().read_frame()
+        pcm = self.room.capture(frame.captured_at_s, self.frame_samples)
+        return MicFrame(pcm.tobytes(), frame.captured_at_s)
+
+
+#: A bot that answers everything with one sentence of about two seconds.
+SPEAKER_SCENARIO = (
+    'description = "Answers everything with one sentence."\n'
+    '[fallback]\ntranscript = "Hello there."\n'
+    'reply = ["The kitchen lights are on and the oven is warming up."]\n'
+)
+#: What each mode means in the daemon's config.
+MODE_OVERRIDES: dict[Mode, dict[str, object]] = {
+    "aec": {"audio.echo.mode": "webrtc"},
+    "heuristic": {"audio.echo.mode": "off", "agent.half_duplex": False},
+    "half_duplex": {"audio.echo.mode": "off", "agent.half_duplex": True},
+}
+
+
+@dataclass
+class Replies:
+    """What happened while the daemon talked in the room."""
+
+    played: int  # replies that started playing
+    interrupts: int
+    interrupts_by_reason: dict[str, int]
+
+
+@contextlib.asynccontextmanager
+async def daemon_in_room(
+    room: RoomLoop, mode: Mode, *, overrides: dict[str, object] | None = None
+) -> AsyncIterator[tuple[Daemon, Emulator]]:
+    """The real daemon against the emulator over loopback, its speaker and mic in ``room``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        scenario = Path(tmp) / "speaker.toml"
+        scenario.write_text(SPEAKER_SCENARIO)
+        settings = EmulatorSettings(port=0, scenario=load_scenario(scenario), time_scale=0.2)
+        async with serve_emulator(settings) as emu:
+            config = load_config(
+                None,
+                environ={},
+                overrides={
+                    "coze.base_url": emu.url,
+                    "coze.bot_id": "7000000000000000001",
+                    "coze.token": "pat_room_test_token_0123456789",
+                    "session.input_codec": "pcm",
+                    **MODE_OVERRIDES[mode],
+                    **(overrides or {}),
+                },
+            )
+            mic = room.microphone()
+
+            async def source_factory() -> AudioSource:
+                await mic.start()
+                return mic
+
+            async def sink_factory(rate_hz: int) -> AudioSink:
+                sink = room.speaker(rate_hz)
+                await sink.start()
+                return sink
+
+            daemon = Daemon(config, source_factory, sink_factory, install_signal_handlers=False)
+            task = asyncio.create_task(daemon.run())
+            try:
+                async with asyncio.timeout(15.0):
+                    await daemon.ready.wait()
+                yield daemon, emu
+            finally:
+                daemon.request_stop()
+                await asyncio.wait_for(task, 10.0)
+
+
+async def wait_state(daemon: Daemon, states: set[TurnState], timeout_s: float) -> TurnState:
+    """Wait until the conversation is in one of ``states``; returns it (TimeoutError after ``timeout_s``)."""
+    async with asyncio.timeout(timeout_s):
+        while True:
+            agent = daemon.agent
+            if agent is not None and agent.state in states:
+                return agent.state
+            await asyncio.sleep(0.01)
+
+
+async def talk(daemon: Daemon, count: int) -> Replies:
+    """Ask for ``count`` replies, one after the other, each played to its end (or interrupted)."""
+    played = 0
+    for _ in range(count):
+        await wait_state(daemon, {TurnState.IDLE}, 30.0)
+        agent = daemon.agent
+        assert agent is not None
+        agent.send_text("Tell me something.")
+        await wait_state(daemon, {TurnState.SPEAKING, TurnState.GATED}, 15.0)
+        played += 1
+        await wait_state(daemon, {TurnState.IDLE}, 30.0)
+    await asyncio.sleep(0.5)  # the room's tail after the last reply
+    agent = daemon.agent
+    assert agent is not None
+    counters = agent.counters
+    return Replies(
+        played=played,
+        interrupts=counters.interrupts,
+        interrupts_by_reason=dict(counters.interrupts_by_reason),
+    )

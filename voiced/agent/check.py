@@ -315,8 +315,25 @@ async def check_server(ctx: CheckContext) -> list[CheckResult]:
             await ws.close()
 
 
+async def check_echo(ctx: CheckContext) -> list[CheckResult]:
+    """Which echo cancellation is in effect: none, in-process (WebRTC AEC3) or the sound server's."""
+    from voiced.mic.echo import echo_status  # noqa: PLC0415  (loads a native library only when checked)
+
+    mode, detail = echo_status(ctx.config)
+    wanted = ctx.config.audio.echo.mode != "off"
+    status: Status = "WARN" if mode == "none" and wanted else "ok"
+    return [CheckResult("echo cancellation", status, f"{mode}: {detail}")]
+
+
 #: The sections, in the order their rows are printed.
-SECTIONS: list[Section] = [check_config, check_session, check_microphone, check_speaker, check_server]
+SECTIONS: list[Section] = [
+    check_config,
+    check_session,
+    check_microphone,
+    check_speaker,
+    check_server,
+    check_echo,
+]
 
 
 async def collect_checks(

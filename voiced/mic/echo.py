@@ -164,7 +164,9 @@ class EchoReference:
 
     def _new_stream(self, rate_hz: int, at_s: float) -> None:
         self._stream_rate_hz = rate_hz
-        self._resampler = StreamResampler(rate_hz, RATE_HZ)
+        # Quick quality: steady output per block (HQ releases it in bursts, up to a block late, so the
+        # reference for the newest mic frame would be missing on a low-latency speaker).
+        self._resampler = StreamResampler(rate_hz, RATE_HZ, quality="QQ")
         self._stream_start = self._written
         self._stream_in = 0
         self._base_s = at_s - self._written / RATE_HZ
