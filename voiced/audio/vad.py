@@ -253,4 +253,3 @@ class TurnDetector:
         self._consecutive_voiced = 0
         self._recent.clear()
         self._clear_window()
-
