@@ -251,6 +251,7 @@ async def _run_process(
     seconds: float,
     workdir: Path,
     stats_json: Path | None,
+    extra_env: dict[str, str] | None = None,
 ) -> ProcessRun:
     result = ProcessRun(name)
     notify_path = workdir / f"{name}.notify"
@@ -259,6 +260,7 @@ async def _run_process(
     notify.setblocking(False)
     env = {**os.environ, "COZE_API_TOKEN": TOKEN, "NOTIFY_SOCKET": str(notify_path), "PYTHONUNBUFFERED": "1"}
     env.pop("VOICED_CONFIG", None)
+    env.update(extra_env or {})
     stderr_path = workdir / f"{name}.stderr"
     loop = asyncio.get_running_loop()
     with stderr_path.open("wb") as stderr:
@@ -351,6 +353,82 @@ async def bench_processes(seconds: float) -> dict[str, ProcessRun]:
     return {run.name: run for run in runs}
 
 
+def _voiced_argv(url: str, codec: str, turn_detection: str, wav_dir: Path | None, name: str) -> list[str]:
+    argv = [
+        sys.executable, "-m", "voiced", "run",
+        "--set", f"coze.base_url={url}", "--set", f"coze.bot_id={BOT_ID}",
+        "--set", f"session.turn_detection={turn_detection}",
+        "--set", f"session.input_codec={codec}", "--set", f"session.output_codec={codec}",
+        "--log-format", "json", "--log-level", "info",
+    ]  # fmt: skip
+    if wav_dir is not None:
+        argv += ["--input-wav", str(wav_dir / "mic16.wav"), "--output-wav", str(wav_dir / f"{name}.out.wav")]
+    return argv
+
+
+async def bench_device_processes(seconds: float) -> dict[str, ProcessRun]:
+    """`voiced run` on real PortAudio through a private headless PulseAudio (ALSA `pulse` plugin ->
+    PulseAudio pipe source/sink), full duplex and idle, and idle on WAV devices, concurrently.
+
+    Returns no PulseAudio runs when the pulseaudio binary is absent (the table says so)."""
+    from tests.support.pulse import PulseServer, pulse_available
+
+    faults = FaultSettings(stale_deltas_after_cancel=5)
+    settings = EmulatorSettings(
+        port=0, scenario=load_scenario("long"), faults=faults, think_delay_ms=100.0, ping_interval_s=0
+    )
+    mic16 = _conversation_mic(seconds + 10.0)
+    with tempfile.TemporaryDirectory(prefix="vb-") as tmp:
+        workdir = Path(tmp)
+        silent_dir = workdir / "silent"
+        silent_dir.mkdir()
+        _write_wav(silent_dir / "mic16.wav", np.zeros(int((seconds + 40.0) * 16000), dtype=np.int16), 16000)
+        servers: list[PulseServer] = []
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                jobs = []
+                plan: list[tuple[str, str, bool]] = [("voiced_idle_wav", "client_interrupt", False)]
+                if pulse_available():
+                    plan = [
+                        ("voiced_opus_pulse", "server_vad", True),
+                        ("voiced_idle_pulse", "client_interrupt", True),
+                        *plan,
+                    ]
+                for name, turn_detection, on_pulse in plan:
+                    emu = await stack.enter_async_context(serve_emulator(settings))
+                    port = int(emu.url.rsplit(":", 1)[1])
+                    proxy = await stack.enter_async_context(ByteCountingProxy(port).serving())
+                    extra_env: dict[str, str] = {}
+                    if on_pulse:
+                        root = workdir / name[-12:]
+                        root.mkdir()
+                        server = PulseServer(root)
+                        await asyncio.to_thread(server.start)
+                        servers.append(server)
+                        if turn_detection == "server_vad":
+                            server.say(mic16)
+                        extra_env = server.client_env()
+                    argv = _voiced_argv(
+                        proxy.url, "opus", turn_detection, None if on_pulse else silent_dir, name
+                    )
+                    jobs.append(
+                        _run_process(
+                            name,
+                            argv,
+                            proxy,
+                            seconds=seconds,
+                            workdir=workdir,
+                            stats_json=None,
+                            extra_env=extra_env,
+                        )
+                    )
+                runs = await asyncio.gather(*jobs)
+        finally:
+            for server in servers:
+                await asyncio.to_thread(server.stop)
+    return {run.name: run for run in runs}
+
+
 # -- 3. the jitter buffer through the emulator -----------------------------------------------------------
 
 JITTER_PROFILES: list[tuple[str, str, FaultSettings]] = [
@@ -433,6 +511,9 @@ async def _run(quick: bool) -> BenchReport:
     started = time.monotonic()
     procs = await bench_processes(seconds)
     phase_s["processes"] = time.monotonic() - started
+    started = time.monotonic()
+    device_procs = await bench_device_processes(seconds)
+    phase_s["device_processes"] = time.monotonic() - started
     started = time.monotonic()
     chosen = [JITTER_PROFILES[0], JITTER_PROFILES[3]] if quick else JITTER_PROFILES
     profiles = [
@@ -518,6 +599,28 @@ async def _run(quick: bool) -> BenchReport:
     shown = [f"{u} ({n})" for u, n in (underruns[k] for k in ("voiced_opus", "voiced_pcm", "baseline"))]
     res.rows.append(["underruns (replies)", *shown, "", ""])
 
+    dev = Table(
+        f"voiced run on real PortAudio (sounddevice -> ALSA pulse plugin -> private headless PulseAudio, "
+        f"pipe source/sink) beside WAV devices; {seconds:.0f} s after READY; opus",
+        ["measure", "full duplex, PulseAudio", "idle, PulseAudio", "idle, WAV devices", "full duplex, WAV"],
+    )
+    columns = [device_procs.get(k) for k in ("voiced_opus_pulse", "voiced_idle_pulse", "voiced_idle_wav")]
+    columns.append(vo)
+
+    def drow(label: str, attr: str, scale: float, digits: int) -> list[Any]:
+        cells = []
+        for r in columns:
+            v = None if r is None else getattr(r, attr)
+            cells.append(
+                "n/a (no pulseaudio)" if r is None else _fmt(None if v is None else round(v * scale, digits))
+            )
+        return [label, *cells]
+
+    dev.rows.append(drow("CPU ms per s", "cpu_s_per_s", 1000.0, 1))
+    dev.rows.append(drow("peak RSS (VmHWM), MB", "peak_rss_mb", 1.0, 1))
+    dev.rows.append(drow("start -> READY, s", "ready_s", 1.0, 2))
+    dev.rows.append(drow("uplink on the wire, kB/s", "up_bytes_per_s", 1 / 1000.0, 2))
+
     jit = Table(
         "Jitter buffer end to end (emulator downlink profiles, text turns)",
         ["profile", "underrun %", "underruns", "added latency p50 ms", "late chunks", "dropped ms"],
@@ -540,19 +643,33 @@ async def _run(quick: bool) -> BenchReport:
                 "down_bytes_per_s": r.down_bytes_per_s,
                 "underruns_replies": underruns.get(r.name),
             }
-            for r in (vo, vp, bl)
+            for r in (vo, vp, bl, *device_procs.values())
         },
         "baseline_self_measured": base,
         "jitter_profiles": profiles,
         "conversation_s": seconds,
         "phase_s": {k: round(v, 1) for k, v in phase_s.items()},
     }
-    return BenchReport(tables=[lat, res, jit], data=data)
+    return BenchReport(tables=[lat, res, dev, jit], data=data)
+
+
+#: The whole module's limit: every await inside has its own, this catches anything that slips through.
+_RUN_TIMEOUT_S = {True: 240.0, False: 1200.0}
+
+
+async def _run_with_timeout(quick: bool) -> BenchReport:
+    try:
+        async with asyncio.timeout(_RUN_TIMEOUT_S[quick]):
+            return await _run(quick)
+    except TimeoutError:
+        raise RuntimeError(
+            f"the end-to-end benchmark hung: no result after {_RUN_TIMEOUT_S[quick]:.0f} s"
+        ) from None
 
 
 def run(quick: bool) -> BenchReport:
     """Everything above; ``quick`` keeps it to well under a minute."""
-    return asyncio.run(_run(quick))
+    return asyncio.run(_run_with_timeout(quick))
 
 
 if __name__ == "__main__":

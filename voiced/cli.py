@@ -65,7 +65,10 @@ def load_cli_config(
     return config, path
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The CLI parser. Given the `command` about to run, other subcommands' heavy argument modules
+    (the emulator's) are not imported: `voiced run` need not load the emulator."""
+    full = command not in ("run", "check", "devices", "plugins")
     parser = argparse.ArgumentParser(
         prog="voiced",
         description="A realtime voice-agent daemon for Coze bots on edge devices.",
@@ -79,9 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--output-wav", type=Path, help="write the replies to a WAV file instead of a speaker")
 
     demo = sub.add_parser("demo", help="the daemon against the bundled emulator, a bundled utterance as mic")
-    from voiced.demo import add_arguments as demo_arguments
+    if full:
+        from voiced.demo import add_arguments as demo_arguments
 
-    demo_arguments(demo)
+        demo_arguments(demo)
 
     check = sub.add_parser("check", help="check config, token, devices and the server; non-zero on failure")
     _add_config_options(check)
@@ -90,9 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("devices", help="list sound devices and the rates they support")
 
     emulator = sub.add_parser("emulator", help="serve the local Coze-compatible emulator")
-    from voiced.emulator.cli import add_arguments as emulator_arguments
+    if full:
+        from voiced.emulator.cli import add_arguments as emulator_arguments
 
-    emulator_arguments(emulator)
+        emulator_arguments(emulator)
 
     plugins = sub.add_parser("plugins", help="list, export or call the device-side plugins")
     _add_config_options(plugins)
@@ -104,7 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Parse ``argv`` and run the subcommand; returns the process exit code."""
-    parser = build_parser()
+    words = sys.argv[1:] if argv is None else argv
+    parser = build_parser(next((w for w in words if not w.startswith("-")), None))
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
