@@ -84,7 +84,19 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="fail a module that runs longer than this (default 180 s quick, 1500 s full)",
     )
-    args = parser.parse_args(argv)
+    parser.add_argument(
+        "--device",
+        action="store_true",
+        help="measure voiced on this machine's sound card instead (see benchmarks/device.py; "
+        "options after --device go to it)",
+    )
+    args, rest = parser.parse_known_args(argv)
+    if args.device:
+        from benchmarks.device import main as device_main
+
+        return device_main(rest, args.output)
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     names = [
         n for n in discover() if not args.only or n in args.only or n.removesuffix("_bench") in args.only
     ]

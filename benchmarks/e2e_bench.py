@@ -243,7 +243,7 @@ class ProcessRun:
     stats: dict[str, Any] | None = None
 
 
-async def _run_process(
+async def run_process(
     name: str,
     argv: list[str],
     proxy: ByteCountingProxy,
@@ -301,7 +301,7 @@ async def _run_process(
     return result
 
 
-def _voiced_turn_summaries(log: str) -> list[dict[str, Any]]:
+def voiced_turn_summaries(log: str) -> list[dict[str, Any]]:
     turns = []
     for line in log.splitlines():
         with contextlib.suppress(ValueError):
@@ -347,13 +347,13 @@ async def bench_processes(seconds: float) -> dict[str, ProcessRun]:
                         "--output-wav", str(workdir / f"{name}.out.wav"),
                     ]  # fmt: skip
                 jobs.append(
-                    _run_process(name, argv, proxy, seconds=seconds, workdir=workdir, stats_json=stats_json)
+                    run_process(name, argv, proxy, seconds=seconds, workdir=workdir, stats_json=stats_json)
                 )
             runs = await asyncio.gather(*jobs)
     return {run.name: run for run in runs}
 
 
-def _voiced_argv(url: str, codec: str, turn_detection: str, wav_dir: Path | None, name: str) -> list[str]:
+def voiced_argv(url: str, codec: str, turn_detection: str, wav_dir: Path | None, name: str) -> list[str]:
     argv = [
         sys.executable, "-m", "voiced", "run",
         "--set", f"coze.base_url={url}", "--set", f"coze.bot_id={BOT_ID}",
@@ -408,11 +408,11 @@ async def bench_device_processes(seconds: float) -> dict[str, ProcessRun]:
                         if turn_detection == "server_vad":
                             server.say(mic16)
                         extra_env = server.client_env()
-                    argv = _voiced_argv(
+                    argv = voiced_argv(
                         proxy.url, "opus", turn_detection, None if on_pulse else silent_dir, name
                     )
                     jobs.append(
-                        _run_process(
+                        run_process(
                             name,
                             argv,
                             proxy,
@@ -593,7 +593,7 @@ async def _run(quick: bool) -> BenchReport:
     res.rows.append(rrow("downlink on the wire, kB/s", "down_bytes_per_s", 1 / 1000.0, 2))
     underruns: dict[str, Any] = {}
     for proc_run in (vo, vp):
-        turns = _voiced_turn_summaries(proc_run.log)
+        turns = voiced_turn_summaries(proc_run.log)
         underruns[proc_run.name] = sum(int(t.get("underruns") or 0) for t in turns), len(turns)
     underruns["baseline"] = (base.get("underruns"), base.get("replies"))
     shown = [f"{u} ({n})" for u, n in (underruns[k] for k in ("voiced_opus", "voiced_pcm", "baseline"))]

@@ -1,6 +1,7 @@
 """Opus for the uplink: quality against CPU at complexity 0-10, and the packet size (`frame_ms`).
 
-Speech: the quiet turns of `benchmarks.speech_corpus` (five espeak-ng voices, three speeds), 16 kHz,
+Speech: the quiet and the noisy turns of `benchmarks.speech_corpus` (five espeak-ng voices, three
+speeds), 16 kHz,
 the default 24 kbit/s, VOIP application, FEC on. Per complexity:
 
 - encode µs per 20 ms frame (process CPU, best of repeats);
@@ -31,8 +32,8 @@ RATE_HZ = 16000
 FRAME = 320
 
 
-def _speech(quick: bool) -> np.ndarray:
-    turns = [t for t in build(count=5 if quick else 15) if t.condition == "quiet"]
+def _speech(quick: bool, condition: str) -> np.ndarray:
+    turns = [t for t in build(count=5 if quick else 15) if t.condition == condition]
     return np.concatenate([t.samples for t in turns])
 
 
@@ -105,10 +106,18 @@ def _packet_rows(signal: np.ndarray, complexity: int) -> list[dict[str, Any]]:
 
 def run(quick: bool) -> BenchReport:
     """Complexity sweep and packet sizes; `quick` uses a third of the speech."""
-    signal = _speech(quick)
+    signal = _speech(quick, "quiet")
+    noisy = _speech(quick, "noisy")
     table = Table(
-        f"Opus 16 kHz 24 kbit/s, {signal.size / RATE_HZ:.0f} s of espeak-ng speech: quality vs CPU",
-        ["complexity", "encode µs/frame", "log-spectral dist dB", "segmental SNR dB"],
+        f"Opus 16 kHz 24 kbit/s, {signal.size / RATE_HZ:.0f} s of espeak-ng speech per room: quality vs CPU",
+        [
+            "complexity",
+            "encode µs/frame",
+            "LSD dB quiet",
+            "seg SNR dB quiet",
+            "LSD dB noisy",
+            "seg SNR dB noisy",
+        ],
     )
     rows: list[dict[str, Any]] = []
     repeats = 1 if quick else 3
@@ -118,15 +127,18 @@ def run(quick: bool) -> BenchReport:
         for _ in range(repeats):
             out, us = _roundtrip(signal, complexity)
             best_us = min(best_us, us)
-        ref, got = _align(signal, out)
-        lsd, seg = _quality(ref, got)
-        table.rows.append([complexity, best_us, lsd, seg])
+        lsd, seg = _quality(*_align(signal, out))
+        noisy_out, _ = _roundtrip(noisy, complexity)
+        lsd_noisy, seg_noisy = _quality(*_align(noisy, noisy_out))
+        table.rows.append([complexity, best_us, lsd, seg, lsd_noisy, seg_noisy])
         rows.append(
             {
                 "complexity": complexity,
                 "encode_us_per_frame": round(best_us, 2),
                 "log_spectral_distance_db": round(lsd, 3),
                 "segmental_snr_db": round(seg, 3),
+                "log_spectral_distance_db_noisy": round(lsd_noisy, 3),
+                "segmental_snr_db_noisy": round(seg_noisy, 3),
             }
         )
     default = OpusSettings().complexity
