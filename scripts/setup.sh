@@ -14,8 +14,8 @@ with_test=0
 # offline voice (it falls back to a synthetic voice without it).
 apt_runtime=(libopus0 libportaudio2 espeak-ng)
 # A private headless PulseAudio with virtual devices lets the tests drive real PortAudio
-# through ALSA's pulse plugin.
-apt_test=(pulseaudio pulseaudio-utils libasound2-plugins)
+# through ALSA's pulse plugin. valgrind: the benchmark counts instructions with callgrind.
+apt_test=(pulseaudio pulseaudio-utils libasound2-plugins valgrind)
 
 log() { printf 'setup: %s\n' "$*" >&2; }
 
