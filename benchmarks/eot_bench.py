@@ -5,7 +5,7 @@ The corpus is `benchmarks.speech_corpus` (espeak-ng turns with clause and hesita
 150-900 ms, quiet and noisy rooms). Each turn runs through a fresh `TurnDetector`; per setting:
 
 - cut %: turns whose first SpeechEnded came before the true end of speech (the user was cut off
-  at a pause), or that never started;
+  at a pause), or that never started or never ended (counted apart in the JSON `outcomes`);
 - end → decision ms: for the other turns, from the true end of speech to the end of the frame on
   which SpeechEnded was emitted (what the user waits before the reply can even be asked for);
 - classifier µs/frame: CPU of the speech classifier alone per 20 ms frame.
