@@ -202,7 +202,7 @@ class ByteCountingProxy:
             self._server.close()
 
 
-def _write_wav(path: Path, pcm: Int16Array, rate_hz: int) -> None:
+def write_wav(path: Path, pcm: Int16Array, rate_hz: int) -> None:
     with wave.open(str(path), "wb") as wav:
         wav.setnchannels(1)
         wav.setsampwidth(2)
@@ -210,7 +210,7 @@ def _write_wav(path: Path, pcm: Int16Array, rate_hz: int) -> None:
         wav.writeframes(pcm.astype("<i2").tobytes())
 
 
-def _conversation_mic(seconds: float) -> Int16Array:
+def conversation_mic(seconds: float) -> Int16Array:
     """1 s of silence, then the utterance every 6 s (3 s of it, 3 s of quiet), ``seconds`` long."""
     speech = utterance_pcm()
     period = np.concatenate([speech, np.zeros(3 * 16000, dtype=np.int16)])
@@ -252,7 +252,10 @@ async def run_process(
     workdir: Path,
     stats_json: Path | None,
     extra_env: dict[str, str] | None = None,
+    attach: list[str] | None = None,
 ) -> ProcessRun:
+    """Run `argv` until READY, measure it for `seconds`, stop it. `attach` is a command (e.g. a
+    profiler) run with the process id appended for the measured window, then interrupted."""
     result = ProcessRun(name)
     notify_path = workdir / f"{name}.notify"
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -280,7 +283,10 @@ async def run_process(
                 raise RuntimeError(f"{name}: no READY=1 within 30 s; its stderr ends with:\n{tail}") from None
             result.ready_s = time.monotonic() - started
             cpu0, up0, down0, t0 = _proc_cpu_s(proc.pid), proxy.up_bytes, proxy.down_bytes, time.monotonic()
-            await asyncio.sleep(seconds)
+            if attach:
+                await _attached([*attach, str(proc.pid)], seconds)
+            else:
+                await asyncio.sleep(seconds)
             elapsed = time.monotonic() - t0
             result.cpu_s_per_s = (_proc_cpu_s(proc.pid) - cpu0) / elapsed
             result.peak_rss_mb = _proc_hwm_mb(proc.pid)
@@ -301,6 +307,21 @@ async def run_process(
     return result
 
 
+async def _attached(argv: list[str], seconds: float) -> None:
+    """Run `argv` for `seconds`, then SIGINT it (a profiler writes its data then) and reap it."""
+    tool = await asyncio.create_subprocess_exec(*argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        await asyncio.sleep(seconds)
+    finally:
+        if tool.returncode is None:
+            tool.send_signal(signal.SIGINT)
+        try:
+            await asyncio.wait_for(tool.wait(), 30)
+        except TimeoutError:
+            tool.kill()
+            await asyncio.wait_for(tool.wait(), 10)
+
+
 def voiced_turn_summaries(log: str) -> list[dict[str, Any]]:
     turns = []
     for line in log.splitlines():
@@ -317,11 +338,11 @@ async def bench_processes(seconds: float) -> dict[str, ProcessRun]:
     settings = EmulatorSettings(
         port=0, scenario=load_scenario("long"), faults=faults, think_delay_ms=100.0, ping_interval_s=0
     )
-    mic16 = _conversation_mic(seconds + 10.0)
+    mic16 = conversation_mic(seconds + 10.0)
     with tempfile.TemporaryDirectory(prefix="voiced-bench-") as tmp:
         workdir = Path(tmp)
-        _write_wav(workdir / "mic16.wav", mic16, 16000)
-        _write_wav(workdir / "mic24.wav", resample(mic16, 16000, 24000), 24000)
+        write_wav(workdir / "mic16.wav", mic16, 16000)
+        write_wav(workdir / "mic24.wav", resample(mic16, 16000, 24000), 24000)
         async with contextlib.AsyncExitStack() as stack:
             jobs = []
             for name, codec in (("voiced_opus", "opus"), ("voiced_pcm", "pcm"), ("baseline", None)):
@@ -377,12 +398,12 @@ async def bench_device_processes(seconds: float) -> dict[str, ProcessRun]:
     settings = EmulatorSettings(
         port=0, scenario=load_scenario("long"), faults=faults, think_delay_ms=100.0, ping_interval_s=0
     )
-    mic16 = _conversation_mic(seconds + 10.0)
+    mic16 = conversation_mic(seconds + 10.0)
     with tempfile.TemporaryDirectory(prefix="vb-") as tmp:
         workdir = Path(tmp)
         silent_dir = workdir / "silent"
         silent_dir.mkdir()
-        _write_wav(silent_dir / "mic16.wav", np.zeros(int((seconds + 40.0) * 16000), dtype=np.int16), 16000)
+        write_wav(silent_dir / "mic16.wav", np.zeros(int((seconds + 40.0) * 16000), dtype=np.int16), 16000)
         servers: list[PulseServer] = []
         try:
             async with contextlib.AsyncExitStack() as stack:
