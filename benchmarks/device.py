@@ -106,6 +106,9 @@ def measure(seconds: float, input_device: str | None, output_device: str | None)
     table.rows.append(
         ["peak RSS (VmHWM), MB", cell(idle, "peak_rss_mb", 1, 1), cell(streaming, "peak_rss_mb", 1, 1)]
     )
+    table.rows.append(
+        ["wake-ups per s", cell(idle, "wakeups_per_s", 1, 0), cell(streaming, "wakeups_per_s", 1, 0)]
+    )
     table.rows.append(["start -> READY, s", cell(idle, "ready_s", 1, 2), cell(streaming, "ready_s", 1, 2)])
     table.rows.append(
         ["uplink, kB/s", cell(idle, "up_bytes_per_s", 1e-3, 2), cell(streaming, "up_bytes_per_s", 1e-3, 2)]
@@ -122,7 +125,12 @@ def measure(seconds: float, input_device: str | None, output_device: str | None)
         "machine": platform.machine(),
         "cores": cores,
         "phases": {
-            r.name: {"cpu_s_per_s": r.cpu_s_per_s, "peak_rss_mb": r.peak_rss_mb, "ready_s": r.ready_s}
+            r.name: {
+                "cpu_s_per_s": r.cpu_s_per_s,
+                "peak_rss_mb": r.peak_rss_mb,
+                "wakeups_per_s": r.wakeups_per_s,
+                "ready_s": r.ready_s,
+            }
             for r in (idle, streaming)
         },
         "turns": turns[-20:],

@@ -224,6 +224,18 @@ def _proc_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _CLK_TCK
 
 
+def _proc_wakeups(pid: int) -> int:
+    """Voluntary context switches of all the process's threads: each is a sleep that ended in a
+    wake-up (a timer, a socket, a device callback)."""
+    total = 0
+    for status in Path(f"/proc/{pid}/task").glob("*/status"):
+        with contextlib.suppress(OSError):
+            for line in status.read_text().splitlines():
+                if line.startswith("voluntary_ctxt_switches:"):
+                    total += int(line.split()[1])
+    return total
+
+
 def _proc_hwm_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -237,6 +249,7 @@ class ProcessRun:
     ready_s: float | None = None
     cpu_s_per_s: float | None = None
     peak_rss_mb: float | None = None
+    wakeups_per_s: float | None = None
     up_bytes_per_s: float | None = None
     down_bytes_per_s: float | None = None
     log: str = ""
@@ -283,12 +296,14 @@ async def run_process(
                 raise RuntimeError(f"{name}: no READY=1 within 30 s; its stderr ends with:\n{tail}") from None
             result.ready_s = time.monotonic() - started
             cpu0, up0, down0, t0 = _proc_cpu_s(proc.pid), proxy.up_bytes, proxy.down_bytes, time.monotonic()
+            wake0 = _proc_wakeups(proc.pid)
             if attach:
                 await _attached([*attach, str(proc.pid)], seconds)
             else:
                 await asyncio.sleep(seconds)
             elapsed = time.monotonic() - t0
             result.cpu_s_per_s = (_proc_cpu_s(proc.pid) - cpu0) / elapsed
+            result.wakeups_per_s = (_proc_wakeups(proc.pid) - wake0) / elapsed
             result.peak_rss_mb = _proc_hwm_mb(proc.pid)
             result.up_bytes_per_s = (proxy.up_bytes - up0) / elapsed
             result.down_bytes_per_s = (proxy.down_bytes - down0) / elapsed
@@ -608,6 +623,7 @@ async def _run(quick: bool) -> BenchReport:
         return [label, *(_fmt(v) for v in shown), _ratio(values[0], values[2]), _ratio(values[1], values[2])]
 
     res.rows.append(rrow("CPU ms per s of conversation", "cpu_s_per_s", 1000.0, 1))
+    res.rows.append(rrow("wake-ups per s (voluntary context switches, all threads)", "wakeups_per_s", 1.0, 0))
     res.rows.append(rrow("peak RSS (VmHWM), MB", "peak_rss_mb", 1.0, 1))
     res.rows.append(rrow("start -> READY, s", "ready_s", 1.0, 2))
     res.rows.append(rrow("uplink on the wire, kB/s", "up_bytes_per_s", 1 / 1000.0, 2))
@@ -638,6 +654,7 @@ async def _run(quick: bool) -> BenchReport:
         return [label, *cells]
 
     dev.rows.append(drow("CPU ms per s", "cpu_s_per_s", 1000.0, 1))
+    dev.rows.append(drow("wake-ups per s", "wakeups_per_s", 1.0, 0))
     dev.rows.append(drow("peak RSS (VmHWM), MB", "peak_rss_mb", 1.0, 1))
     dev.rows.append(drow("start -> READY, s", "ready_s", 1.0, 2))
     dev.rows.append(drow("uplink on the wire, kB/s", "up_bytes_per_s", 1 / 1000.0, 2))
@@ -659,6 +676,7 @@ async def _run(quick: bool) -> BenchReport:
             r.name: {
                 "cpu_s_per_s": r.cpu_s_per_s,
                 "peak_rss_mb": r.peak_rss_mb,
+                "wakeups_per_s": r.wakeups_per_s,
                 "ready_s": r.ready_s,
                 "up_bytes_per_s": r.up_bytes_per_s,
                 "down_bytes_per_s": r.down_bytes_per_s,

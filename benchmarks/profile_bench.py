@@ -31,6 +31,8 @@ from voiced.emulator import EmulatorSettings, FaultSettings, load_scenario, serv
 from voiced.log import configure as configure_logging
 
 NAME = "profile"
+#: Wake-ups per second of each profiled run (filled by _profile).
+wakeups: dict[str, float | None] = {}
 _GROUPS: tuple[tuple[str, str], ...] = (
     ("python3", "Python interpreter (all Python code)"),
     ("libpython", "Python interpreter (all Python code)"),
@@ -107,6 +109,7 @@ async def _profile(seconds: float, workdir: Path) -> dict[str, tuple[float | Non
     mic16 = conversation_mic(seconds + 10.0)
     write_wav(workdir / "mic16.wav", mic16, 16000)
     out: dict[str, tuple[float | None, dict[str, float]]] = {}
+    wakeups.clear()
     plan = [("WAV devices", False)] + ([("PulseAudio", True)] if pulse_available() else [])
     for label, on_pulse in plan:
         name = "pulse" if on_pulse else "wav"
@@ -133,6 +136,7 @@ async def _profile(seconds: float, workdir: Path) -> dict[str, tuple[float | Non
                 )  # fmt: skip
                 shares = await asyncio.to_thread(_by_dso, data)
                 out[label] = (run.cpu_s_per_s, shares)
+                wakeups[label] = run.wakeups_per_s
         finally:
             if server is not None:
                 await asyncio.to_thread(server.stop)
@@ -166,7 +170,19 @@ def run(quick: bool) -> BenchReport:
     for lb in labels:
         cpu, shares = results[lb]
         top = dict(sorted(shares.items(), key=lambda kv: -kv[1])[:15])
-        data["profiles"][lb] = {"cpu_s_per_s": cpu, "groups_pct": grouped[lb], "top_dso_pct": top}
+        data["profiles"][lb] = {
+            "cpu_s_per_s": cpu,
+            "wakeups_per_s": wakeups.get(lb),
+            "groups_pct": grouped[lb],
+            "top_dso_pct": top,
+        }
+    table.rows.append(
+        [
+            "wake-ups per s (all threads)",
+            *(round(wakeups.get(lb) or 0.0) for lb in labels),
+            *("" for _ in labels),
+        ]
+    )
     return BenchReport(tables=[table], data=data)
 
 
