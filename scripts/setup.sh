@@ -2,6 +2,9 @@
 # Brings a fresh Debian / Raspberry Pi OS machine to the point where voiced runs:
 # system libraries through apt (only the missing ones), a virtualenv in .venv, and the Python
 # packages. Idempotent and quick when nothing changed. Usage: scripts/setup.sh [--test]
+# --test also builds .venv-sdk: the official Coze Python SDK (cozepy) in a virtualenv of its own, for
+# the conformance tests and the benchmark baseline. cozepy pins an older websockets than voiced runs
+# on; kept apart, it cannot change what the daemon is tested on.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -94,4 +97,34 @@ if [ "$have_stamp" != "$want_stamp" ] && [ "$have_stamp" != "${want_stamp}[test]
     exit 1
   fi
   printf '%s' "$want_stamp" >"$stamp"
+fi
+
+if [ "$with_test" = 1 ]; then
+  # The reference client lives in its own virtualenv (see the top of this file).
+  sdk_venv=${VOICED_SDK_VENV:-$here/.venv-sdk}
+  sdk_packages=("cozepy>=0.20,<0.21")
+  if "$venv/bin/python" -c 'import cozepy' >/dev/null 2>&1; then
+    # Left over from when the SDK shared this virtualenv: remove it and restore the newest websockets
+    # the project allows (the SDK had pinned an older one).
+    log "moving cozepy out of $venv into $sdk_venv"
+    "$venv/bin/python" -m pip uninstall -q -y cozepy >>"$venv/pip.log" 2>&1
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check --upgrade --upgrade-strategy eager \
+      -e ".$extras" >>"$venv/pip.log" 2>&1
+  fi
+  if [ -x "$sdk_venv/bin/python" ]; then
+    sdk_have=$("$sdk_venv/bin/python" -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])' 2>/dev/null || true)
+    [ "$sdk_have" = "$want_version" ] || rm -rf "$sdk_venv"
+  fi
+  [ -x "$sdk_venv/bin/python" ] || "$python" -m venv "$sdk_venv"
+  sdk_stamp="$sdk_venv/.voiced-sdk-installed"
+  if [ "$(cat "$sdk_stamp" 2>/dev/null || true)" != "${sdk_packages[*]}" ]; then
+    log "installing the reference SDK into $sdk_venv (log: $sdk_venv/pip.log)"
+    if ! "$sdk_venv/bin/python" -m pip install -q --disable-pip-version-check "${sdk_packages[@]}" \
+         >"$sdk_venv/pip.log" 2>&1; then
+      tail -n 30 "$sdk_venv/pip.log" >&2
+      log "installing the reference SDK failed; the whole log is $sdk_venv/pip.log"
+      exit 1
+    fi
+    printf '%s' "${sdk_packages[*]}" >"$sdk_stamp"
+  fi
 fi

@@ -8,11 +8,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from voiced import __version__
-from voiced.config import VoicedConfig, find_config_file, load_config, parse_value
+from voiced import __version__, early_signals, restore_early_signals
+from voiced.config import VoicedConfig, find_config_file, load_config, parse_value, require_bot
 from voiced.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, ConfigError, VoicedError
 from voiced.log import configure as configure_logging
-from voiced.log import get_logger, register_secret
+from voiced.log import get_logger, install_redacting_streams, register_secret
 
 
 def _add_config_options(parser: argparse.ArgumentParser) -> None:
@@ -40,6 +40,12 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         if not sep or not key:
             # Not echoed: a mistyped token setting would land on the terminal.
             raise ConfigError("--set needs KEY=VALUE, e.g. --set coze.bot_id=7496")
+        if key.strip().lower() == "coze.token":
+            # Not echoed either: the value is already on the command line, visible to every user in `ps`.
+            raise ConfigError(
+                "--set coze.token is refused: a command line is visible to every user (ps). Put the "
+                "token in coze.token_file (chmod 600) or the COZE_API_TOKEN environment variable"
+            )
         found[key.strip()] = parse_value(value.strip())
     if getattr(args, "log_level", None):
         found["log.level"] = args.log_level
@@ -62,6 +68,9 @@ def load_cli_config(
     log = get_logger("config")
     for line in warnings:
         log.warning(line)
+    ignored = early_signals()
+    if ignored:
+        log.warning("signals ignored during start-up: the daemon was not ready for them", signals=ignored)
     return config, path
 
 
@@ -109,12 +118,16 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Parse ``argv`` and run the subcommand; returns the process exit code."""
+    # Plugins print, and tracebacks quote values: neither may show the token on the console/journal.
+    install_redacting_streams()
     words = sys.argv[1:] if argv is None else argv
     parser = build_parser(next((w for w in words if not w.startswith("-")), None))
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
+    if args.command not in _DAEMON_COMMANDS:
+        restore_early_signals()
     try:
         return _dispatch(args)
     except ConfigError as exc:
@@ -127,12 +140,17 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
 
 
+# Commands that install their own SIGHUP/SIGUSR1/SIGUSR2 handlers once they are ready.
+_DAEMON_COMMANDS = frozenset({"run", "demo"})
+
+
 def _dispatch(args: argparse.Namespace) -> int:
     command = args.command
     if command == "run":
         from voiced.agent.run import run_command
 
         config, path = load_cli_config(args)
+        require_bot(config)
         return asyncio.run(run_command(config, path, args.input_wav, args.output_wav, _overrides(args)))
     if command == "demo":
         from voiced.demo import run_demo
@@ -142,6 +160,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         from voiced.agent.check import run_check
 
         config, _ = load_cli_config(args)
+        require_bot(config)
         return asyncio.run(run_check(config, open_devices=not args.skip_devices))
     if command == "devices":
         from voiced.devices.listing import list_devices, render_device_table

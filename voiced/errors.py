@@ -78,6 +78,22 @@ def server_code_error(code: int, msg: str, logid: str | None) -> FatalError | No
     return FatalError(f"Coze error {code} ({msg}): {known.advice}{where}", exit_code)
 
 
+def close_code_error(code: int | None, reason: str) -> FatalError | None:
+    """The FatalError for a WebSocket close code after which reconnecting cannot help, else None.
+
+    Coze may end a connection with 4100/4101 (token) or 4027/4028 (billing) as the close code, with
+    no ``error`` event before it. Call this once the connection has closed, with its close code and
+    reason; raise the result if it is not None, otherwise reconnect as usual.
+    """
+    if code is None:
+        return None
+    shown = reason[:_REASON_CHARS] + ("…" if len(reason) > _REASON_CHARS else "")
+    return server_code_error(code, shown or "connection closed", None)
+
+
+_REASON_CHARS = 120
+
+
 def unwrap(error: BaseException) -> BaseException:
     """The error that decides the exit, out of any nesting of exception groups.
 

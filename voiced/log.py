@@ -10,13 +10,16 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from collections.abc import MutableMapping
-from typing import Any, TextIO
+import time
+from collections.abc import Callable, Hashable, MutableMapping
+from dataclasses import dataclass
+from typing import Any, Generic, TextIO, TypeVar
 
 import structlog
 from structlog.typing import FilteringBoundLogger
 
 _secrets: set[str] = set()
+KindT = TypeVar("KindT", bound=Hashable)
 REDACTED = "***"
 
 
@@ -90,6 +93,7 @@ def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = No
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
             _redact_processor,
+            bound_fields,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
@@ -98,6 +102,7 @@ def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = No
     )
     handler = logging.StreamHandler(out)
     handler.addFilter(_RedactingFilter())
+    handler.addFilter(BoundingFilter())
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -110,3 +115,178 @@ def get_logger(name: str) -> FilteringBoundLogger:
     """A logger bound to ``component=name``."""
     logger: FilteringBoundLogger = structlog.get_logger(component=name)
     return logger
+
+
+# --- bounded fields and rate-limited warnings --------------------------------------------------------
+
+#: No logged string (the event text or any field) is longer than this many characters.
+MAX_FIELD_CHARS = 512
+TRUNCATED_MARKER = "…[truncated {dropped} chars]"
+# Fields a line may carry before the rest are folded into one ``dropped_fields`` count.
+_MAX_FIELDS = 48
+# Items kept of a list or dict field, and the size of such a field once rendered.
+_MAX_ITEMS = 16
+_MAX_CONTAINER_CHARS = 4 * MAX_FIELD_CHARS
+
+
+def truncate_text(text: str, max_chars: int = MAX_FIELD_CHARS) -> str:
+    """``text`` cut to about ``max_chars`` characters, with a marker that says how much was dropped."""
+    if len(text) <= max_chars:
+        return text
+    return text[:max_chars] + TRUNCATED_MARKER.format(dropped=len(text) - max_chars)
+
+
+def _bound_value(value: Any, depth: int = 0) -> Any:
+    if isinstance(value, str):
+        return truncate_text(value)
+    if isinstance(value, bytes | bytearray):
+        return f"<{len(value)} bytes>"
+    if isinstance(value, int | float | bool) or value is None:
+        return value
+    if not isinstance(value, dict | list | tuple) or depth >= 3:
+        return truncate_text(str(value))
+    bounded: Any
+    if isinstance(value, dict):
+        items = list(value.items())
+        bounded = {truncate_text(str(k), 64): _bound_value(v, depth + 1) for k, v in items[:_MAX_ITEMS]}
+        if len(items) > _MAX_ITEMS:
+            bounded["…"] = f"{len(items) - _MAX_ITEMS} more keys"
+    else:
+        bounded = [_bound_value(v, depth + 1) for v in value[:_MAX_ITEMS]]
+        if len(value) > _MAX_ITEMS:
+            bounded.append(f"… {len(value) - _MAX_ITEMS} more items")
+    if depth == 0 and len(repr(bounded)) > _MAX_CONTAINER_CHARS:
+        # Many bounded items still add up: the whole field becomes one bounded text.
+        return truncate_text(repr(bounded), _MAX_CONTAINER_CHARS)
+    return bounded
+
+
+def bound_fields(_logger: Any, _name: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """structlog processor: every string field (and the event text) at most :data:`MAX_FIELD_CHARS`.
+
+    A server-supplied value (a 900 KB logid, a 100 KB event type) must not make a log line huge.
+    The ``exception`` field (a rendered traceback) gets eight times the room, still bounded. Put this
+    processor after ``format_exc_info`` and before the renderer.
+    """
+    keys = list(event_dict.keys())
+    for key in keys[_MAX_FIELDS:]:
+        del event_dict[key]
+    if len(keys) > _MAX_FIELDS:
+        event_dict["dropped_fields"] = len(keys) - _MAX_FIELDS
+    for key, value in list(event_dict.items()):
+        if key == "exception" and isinstance(value, str):
+            event_dict[key] = truncate_text(value, 8 * MAX_FIELD_CHARS)
+        else:
+            event_dict[key] = _bound_value(value)
+    return event_dict
+
+
+class WarningLimiter(Generic[KindT]):
+    """Lets through at most ``burst`` lines per ``period_s`` for each kind, and counts the rest.
+
+    Key it by a FIXED set of kinds (an Enum or a Literal of the program's own names), never by a
+    string the server or a plugin chose: the table then cannot grow. Use it like this::
+
+        limiter = WarningLimiter[LogKind](period_s=10.0, burst=3)
+        ...
+        suppressed = limiter.allow(LogKind.UNKNOWN_EVENT)
+        if suppressed is not None:
+            log.warning("unknown event ignored", event_type=name, suppressed=suppressed)
+
+    :meth:`allow` returns None when the line must be dropped, else how many lines of that kind were
+    dropped since the last one let through (log it, so the volume stays visible). ``clock`` is
+    ``time.monotonic`` unless a test passes its own.
+    """
+
+    def __init__(
+        self, *, period_s: float = 10.0, burst: int = 3, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        if period_s <= 0 or burst < 1:
+            raise ValueError("period_s must be > 0 and burst >= 1")
+        self.period_s = period_s
+        self.burst = burst
+        self._clock = clock
+        self._windows: dict[KindT, _Window] = {}
+
+    def allow(self, kind: KindT) -> int | None:
+        """None to drop this line; else the number of lines of ``kind`` dropped before it."""
+        now = self._clock()
+        window = self._windows.get(kind)
+        if window is None or now - window.started_s >= self.period_s:
+            dropped = window.dropped if window is not None else 0
+            self._windows[kind] = _Window(now, 1, 0)
+            return dropped
+        if window.passed < self.burst:
+            window.passed += 1
+            dropped, window.dropped = window.dropped, 0
+            return dropped
+        window.dropped += 1
+        return None
+
+    def dropped(self, kind: KindT) -> int:
+        """Lines of ``kind`` dropped and not yet reported by a later :meth:`allow`."""
+        window = self._windows.get(kind)
+        return 0 if window is None else window.dropped
+
+
+class BoundingFilter(logging.Filter):
+    """Bounds stdlib records (websockets and asyncio log through logging) like :func:`bound_fields`.
+
+    Add it after the redacting filter, which renders the message and traceback into text first.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = truncate_text(record.getMessage())
+        record.args = None
+        if record.exc_text:
+            record.exc_text = truncate_text(record.exc_text, 8 * MAX_FIELD_CHARS)
+        return True
+
+
+@dataclass
+class _Window:
+    started_s: float
+    passed: int
+    dropped: int
+
+
+# --- the process's own stdout and stderr ---------------------------------------------------------------
+
+
+class RedactingStream:
+    """A text stream that passes everything written through :func:`redact` before the real one.
+
+    Whole writes are redacted (``print(token)`` writes the token in one piece, and a traceback
+    writes each line whole); a secret split across two ``write`` calls is not caught. Bytes written
+    to ``.buffer`` or to the file descriptor bypass it.
+    """
+
+    def __init__(self, inner: TextIO) -> None:
+        self.inner = inner
+
+    def write(self, text: str) -> int:
+        self.inner.write(redact(text))
+        return len(text)
+
+    def writelines(self, lines: Any) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        self.inner.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def install_redacting_streams() -> None:
+    """Wrap ``sys.stdout`` and ``sys.stderr`` in :class:`RedactingStream` (once; idempotent).
+
+    Call it first thing in a program that runs plugins: their prints and the interpreter's own
+    tracebacks (``sys.excepthook``, ``threading.excepthook``, asyncio's handler) then cannot show a
+    registered secret. Call it before :func:`configure`, which keeps a reference to the stream.
+    """
+    if not isinstance(sys.stdout, RedactingStream):
+        sys.stdout = RedactingStream(sys.stdout)
+    if not isinstance(sys.stderr, RedactingStream):
+        sys.stderr = RedactingStream(sys.stderr)

@@ -11,7 +11,7 @@ import pytest
 from tests.agent.harness import BOT_ID, TOKEN, daemon_config, rms, running_daemon, utterance_pcm
 from voiced.agent.daemon import Backoff, Daemon
 from voiced.config import load_config
-from voiced.devices.base import DeviceLost
+from voiced.devices.base import DeviceLost, MicFrame
 from voiced.devices.memory import MemorySource
 from voiced.emulator import EmulatorSettings, load_scenario, serve_emulator
 from voiced.protocol import events as ev
@@ -27,7 +27,7 @@ class UnpluggedOnce(MemorySource):
         self.fail_after = fail_after
         self.failed = False
 
-    async def read_frame(self) -> bytes:
+    async def read_frame(self) -> MicFrame:
         if not self.failed and self.frames_delivered >= self.fail_after:
             self.failed = True
             raise DeviceLost("USB microphone unplugged")

@@ -26,7 +26,7 @@ async def test_wav_source_fast_delivers_the_file_in_frames_then_end_of_stream() 
     frames = []
     with pytest.raises(EndOfStream):
         while True:
-            frames.append(await source.read_frame())
+            frames.append((await source.read_frame()).pcm)
     await source.stop()
     expected, _ = read_wav(UTTERANCE)
     data = np.frombuffer(b"".join(frames), dtype=np.int16)
@@ -46,9 +46,9 @@ async def test_wav_source_resamples_and_mixes_stereo(tmp_path: Path) -> None:
         w.writeframes(stereo.astype("<i2").tobytes())
     source = WavSource(path, paced=False)
     await source.start()
-    first = np.frombuffer(await source.read_frame(), dtype=np.int16)
+    first = np.frombuffer((await source.read_frame()).pcm, dtype=np.int16)
     assert first.size == 320
-    ten = np.frombuffer(b"".join([await source.read_frame() for _ in range(10)]), np.int16)
+    ten = np.frombuffer(b"".join([(await source.read_frame()).pcm for _ in range(10)]), np.int16)
     spectrum = np.abs(np.fft.rfft(ten))
     assert np.argmax(spectrum) * 16000 / 3200 == pytest.approx(440, abs=5)
 
@@ -58,19 +58,19 @@ async def test_paced_source_runs_in_real_time_and_pads_with_silence_for_the_demo
     await source.start()
     loop = asyncio.get_running_loop()
     t0 = loop.time()
-    frames = [await source.read_frame() for _ in range(15)]
+    frames = [(await source.read_frame()).pcm for _ in range(15)]
     elapsed = loop.time() - t0
     assert elapsed == pytest.approx(0.3, abs=0.1)
     assert any(frames[0]) and not any(b"".join(frames[5:]))
     source.append(sine(300, 0.02, 16000))
-    assert any(await source.read_frame())
+    assert any((await source.read_frame()).pcm)
 
 
 async def test_loop_mode_repeats() -> None:
     sig = (np.arange(480) % 100).astype(np.int16)
     source = MemorySource(sig, paced=False, after_end="loop")
     await source.start()
-    data = np.frombuffer(b"".join([await source.read_frame() for _ in range(3)]), np.int16)
+    data = np.frombuffer(b"".join([(await source.read_frame()).pcm for _ in range(3)]), np.int16)
     assert np.array_equal(data, np.concatenate([sig, sig])[:960])
 
 
@@ -155,7 +155,7 @@ async def test_demo_microphone_says_the_utterance_once_then_silence() -> None:
     kinds: list[str] = []
     uplink = bytearray()
     for i in range(500):  # 10 s: the 3 s utterance, then 7 s of silence
-        for event in detector.feed(await source.read_frame(), i * 0.02):
+        for event in detector.feed((await source.read_frame()).pcm, i * 0.02):
             kinds.append(type(event).__name__)
             audio = event.audio if isinstance(event, SpeechStarted | SpeechAudio) else b""
             for k in range(0, len(audio), 640):

@@ -4,6 +4,7 @@ through a virtual speaker, and a sound-server crash in the middle."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 
 import numpy as np
@@ -46,11 +47,11 @@ async def test_capture_then_turn_detector_finds_the_spoken_segment(pulse: PulseS
         captured: list[bytes] = []
         events: list[SpeechStarted | SpeechEnded] = []
         for _ in range(10):  # let the stream settle before speaking
-            captured.append(await source.read_frame())
+            captured.append((await source.read_frame()).pcm)
         pulse.say(utterance)
         deadline = time.monotonic() + 20
         while not any(isinstance(e, SpeechEnded) for e in events) and time.monotonic() < deadline:
-            frame = await asyncio.wait_for(source.read_frame(), timeout=5)
+            frame = (await asyncio.wait_for(source.read_frame(), timeout=5)).pcm
             t_s = len(captured) * 0.02  # capture time of this frame on the stream's own timeline
             captured.append(frame)
             events += [e for e in detector.feed(frame, t_s) if isinstance(e, SpeechStarted | SpeechEnded)]
@@ -126,7 +127,7 @@ async def test_sound_server_crash_surfaces_device_lost_and_reopen_works(pulse: P
     source = PortAudioSource(DeviceSettings())
     await source.start()
     try:
-        frames = [await asyncio.wait_for(source.read_frame(), timeout=5) for _ in range(10)]
+        frames = [(await asyncio.wait_for(source.read_frame(), timeout=5)).pcm for _ in range(10)]
     finally:
         await source.stop()
     assert all(len(f) == 640 for f in frames)
@@ -171,9 +172,8 @@ async def test_card_at_48k_is_resampled_both_ways(pulse: PulseServer) -> None:
         for _ in range(10):
             await source.read_frame()
         pulse.say(utterance)
-        frames = [
-            await asyncio.wait_for(source.read_frame(), timeout=5) for _ in range(utterance.size // 320 + 25)
-        ]
+        count = utterance.size // 320 + 25
+        frames = [(await asyncio.wait_for(source.read_frame(), timeout=5)).pcm for _ in range(count)]
     finally:
         await source.stop()
     captured = np.frombuffer(b"".join(frames), dtype=np.int16)
@@ -200,3 +200,57 @@ async def test_card_at_48k_is_resampled_both_ways(pulse: PulseServer) -> None:
     assert sink.device_rate_hz == 48000
     _, score = locate(pulse.speaker_audio(), reply)
     assert score > 0.98
+
+
+async def test_capture_times_come_from_the_device_clock(pulse: PulseServer) -> None:
+    source = PortAudioSource(DeviceSettings())
+    await source.start()
+    try:
+        frames = []
+        for _ in range(60):
+            frame = await asyncio.wait_for(source.read_frame(), timeout=5)
+            frames.append((frame, time.monotonic()))
+    finally:
+        await source.stop()
+    steps = np.diff([f.captured_at_s for f, _ in frames[10:]])
+    # Consecutive frames are 20 ms apart on the device clock, however bursty their delivery was.
+    assert np.all(np.abs(steps - 0.02) < 0.005), steps
+    assert abs(float(np.mean(steps)) - 0.02) < 0.0005
+    for frame, read_at_s in frames[10:]:
+        # Captured before it could be read, and not long before.
+        assert 0.0 < read_at_s - frame.captured_at_s < 0.5
+
+
+class RecordingTap:
+    """A playback tap that keeps what the device was handed (a test double of an echo canceller)."""
+
+    def __init__(self) -> None:
+        self.blocks: list[tuple[np.ndarray, int, float]] = []
+
+    def played(self, block: np.ndarray, sample_rate_hz: int, output_time_s: float) -> None:
+        self.blocks.append((block.copy(), sample_rate_hz, output_time_s))
+
+
+async def test_the_playback_tap_sees_exactly_what_the_device_plays(pulse: PulseServer) -> None:
+    sink = PortAudioSink(DeviceSettings(), 24000)
+    tap = RecordingTap()
+    sink.tap = tap
+    await sink.start()
+    tone = (np.sin(np.arange(24000) * 2 * np.pi * 440 / 24000) * 8000).astype(np.int16)
+    try:
+        written = 0
+        while written < tone.size:
+            room = min(sink.writable_samples(), tone.size - written)
+            sink.write(tone[written : written + room])
+            written += room
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.3)
+    finally:
+        await sink.stop()
+    handed = np.concatenate([b for b, _, _ in tap.blocks])
+    assert {rate for _, rate, _ in tap.blocks} == {sink.device_rate_hz}
+    _, score = locate(handed, tone[2400:12000])
+    assert score > 0.99  # the tap carries the very samples sent to the device
+    times = [t for _, _, t in tap.blocks]
+    assert all(b >= a for a, b in itertools.pairwise(times))
+    assert all(t >= 0 for t in times)

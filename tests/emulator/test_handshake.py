@@ -1,6 +1,8 @@
-"""The handshake (protocol.md §1): path, bot_id, Bearer token, the 4100 variant, x-tt-logid."""
+"""The handshake (protocol.md §1): path, bot_id, Bearer token, the 4100 variant, X-Tt-Logid."""
 
 from __future__ import annotations
+
+import asyncio
 
 import pytest
 from websockets.asyncio.client import connect
@@ -61,3 +63,30 @@ async def test_missing_bot_id_and_wrong_path_are_refused_with_a_clear_body() -> 
 async def test_any_token_is_accepted_when_none_is_configured() -> None:
     async with running(token=None) as emu, client(emu, token="whatever") as c:
         assert isinstance(await c.recv(), ChatCreated)
+
+
+async def test_refusal_spells_the_logid_header_as_the_node_sdk_expects() -> None:
+    # Read the raw bytes: the Node SDK searches its raw headers for "X-Tt-Logid" case-sensitively,
+    # and a second Content-Type would make the body's type ambiguous.
+    async with running() as emu:
+        host, port = emu.url.removeprefix("ws://").rsplit(":", 1)
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(
+            b"GET /v1/chat?bot_id=1 HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+            b"Authorization: Bearer wrong\r\n\r\n"
+        )
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        writer.close()
+    lines = head.decode().split("\r\n")
+    assert lines[0].startswith("HTTP/1.1 401")
+    assert len([line for line in lines if line.startswith("X-Tt-Logid: 02")]) == 1
+    content_types = [line for line in lines if line.lower().startswith("content-type:")]
+    assert content_types == ["Content-Type: application/json"]
+
+
+async def test_accepted_handshake_carries_the_logid_too() -> None:
+    async with running() as emu, client(emu) as c:
+        response = c.ws.response
+        assert response is not None
+        assert [k for k, _ in response.headers.raw_items() if k.lower() == "x-tt-logid"] == ["X-Tt-Logid"]

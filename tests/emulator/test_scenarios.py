@@ -56,8 +56,12 @@ def test_templates_are_substitution_only() -> None:
     assert render_template("It is {current_time.spoken}.", values) == "It is noon."
     assert (
         render_template("{current_time.nested.x} {raw} {n} {raw.field}", values)
-        == "1 plain text unknown unknown"
+        == "1 plain text unknown plain text"
     )
+    # A tool output that is not a JSON object is spoken as it is, whatever field the template asks for.
+    text_outputs = {"t": "17:45", "q": '"quoted"', "num": "42", "obj": '{"other": 1}'}
+    assert render_template("{t} {t.spoken} {q.spoken} {num.spoken}", text_outputs) == "17:45 17:45 quoted 42"
+    assert render_template("{obj.spoken}", text_outputs) == "unknown"
     assert render_template("{{literal}} {__class__} {missing.deep}", values) == "{literal} unknown unknown"
     with pytest.raises(TemplateError):
         render_template("{current_time['spoken']}", values)

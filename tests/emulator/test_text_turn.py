@@ -93,7 +93,13 @@ async def test_pcm_burst_deltas_tail_and_speed() -> None:
         await c.until(ConversationAudioSentenceStart)
         deltas = [r for r in c.received if isinstance(r.event, ConversationAudioDelta)]
         sizes = [len(r.event.audio()) for r in deltas]  # type: ignore[union-attr]
-        assert sizes[0] == 12000, "250 ms deltas at 24 kHz"
+        # The trace's mix (protocol.md §4.1): 225 ms first, 250 ms deltas with tiny even fragments,
+        # a 25 ms closing delta, then the 300 ms all-zero tail.
+        assert sizes[0] == 10800
+        assert 12000 in sizes
+        assert any(4 <= n <= 300 for n in sizes), sizes
+        assert all(n % 2 == 0 for n in sizes)
+        assert sizes[-2] == 1200
         assert sizes[-1] == 14400 and not any(deltas[-1].event.audio()), "300 ms all-zero tail"  # type: ignore[union-attr]
         audio_s = sum(sizes) / 48000
         wall_s = deltas[-1].at_s - deltas[0].at_s

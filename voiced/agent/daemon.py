@@ -16,22 +16,33 @@ import os
 import random
 import signal
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from pathlib import Path
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection
 
-from voiced.agent.agent import Agent
+from voiced.agent.agent import Agent, CuePlayer
 from voiced.agent.notify import Notifier
+from voiced.agent.status import DeviceState, Phase, StatusBoard
 from voiced.agent.transport import open_connection
 from voiced.audio.jitter import JitterBuffer
-from voiced.audio.vad import TurnDetector
 from voiced.config import VoicedConfig, load_config
 from voiced.conversation.playout import Playout
+from voiced.conversation.states import TurnState
 from voiced.conversation.timeline import TurnTimeline
 from voiced.devices.base import AudioSink, AudioSource, DeviceLost, DeviceNotFound, EndOfStream
-from voiced.errors import EXIT_OK, ConfigError, FatalError, TransientError, VoicedError, unwrap
+from voiced.errors import (
+    EXIT_FAILURE,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    ConfigError,
+    FatalError,
+    TransientError,
+    VoicedError,
+    close_code_error,
+    unwrap,
+)
 from voiced.log import configure as configure_logging
 from voiced.log import get_logger, register_secret
 from voiced.plugins import PluginRegistry, PluginSettings, ToolRunner
@@ -43,6 +54,10 @@ SinkFactory = Callable[[int], Awaitable[AudioSink]]
 SHUTDOWN_DEADLINE_S = 5.0
 #: Mic frames older than this mean the capture path is stuck: the watchdog is not fed.
 MIC_STALE_S = 3.0
+#: Opening, stopping or re-scanning a sound device must finish within this.
+DEVICE_DEADLINE_S = 10.0
+#: Devices that ran this long since their last reopen reset the reopen backoff.
+DEVICE_STABLE_S = 10.0
 
 
 class Backoff:
@@ -79,8 +94,8 @@ class Daemon:
 
     ``source_factory`` / ``sink_factory`` open the devices (they are called again to reopen a lost
     device); the sink factory gets the playback rate in Hz. ``rescan_devices`` (PortAudio's
-    re-initialisation) runs before every (re)open, with no stream open. ``config_path`` is re-read
-    on SIGHUP.
+    re-initialisation) runs in a worker thread before every (re)open, with no stream open.
+    ``config_path`` is re-read on SIGHUP. :attr:`status` is the device's one state.
     """
 
     def __init__(
@@ -96,6 +111,7 @@ class Daemon:
         config_overrides: Mapping[str, Any] | None = None,
         rescan_devices: Callable[[], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        cue_player: CuePlayer | None = None,
     ) -> None:
         self.config = config
         self.config_path = config_path
@@ -107,13 +123,17 @@ class Daemon:
         self.rescan_devices = rescan_devices
         self.config_overrides = dict(config_overrides or {})
         self.clock = clock
+        self.cue_player = cue_player
         self.log = get_logger("daemon")
+        self.status = StatusBoard()
+        self.status.subscribe(self._publish_status)
         self.agent: Agent | None = None
         self.source: AudioSource | None = None
         self.sink: AudioSink | None = None
         self.playout: Playout | None = None
         self.ws: ClientConnection | None = None
         self.connections_opened = 0
+        self.device_reopens = 0
         self.ready = asyncio.Event()
         self._stop = asyncio.Event()
         self._overdue: asyncio.TimerHandle | None = None
@@ -136,25 +156,33 @@ class Daemon:
 
     def _shutdown_overdue(self) -> None:
         self.log.error(f"shutdown took longer than {SHUTDOWN_DEADLINE_S:.0f} s; exiting now")
-        os._exit(1)
+        os._exit(EXIT_FAILURE)
 
     def _on_sigint(self) -> None:
         self._sigint_count += 1
         if self._sigint_count > 1:
             self.log.warning("second interrupt: exiting now")
-            os._exit(130)
+            os._exit(EXIT_INTERRUPTED)
         self.log.info("interrupt: shutting down (press Ctrl-C again to force)")
         self.request_stop()
 
-    def _push_to_talk(self, pressed: bool) -> None:
+    def push_to_talk(self, pressed: bool) -> None:
+        """Press (True) or release (False) the talk button (SIGUSR1 / SIGUSR2, the control API)."""
         if self.agent is not None:
             self.agent.push_to_talk(pressed)
+
+    def set_muted(self, muted: bool) -> None:
+        """Mute or unmute the microphone."""
+        if self.agent is not None:
+            self.agent.set_muted(muted)
+        self.status.update(muted=muted)
 
     def reload(self) -> None:
         """Re-read the config file (SIGHUP). An invalid file is reported and the old config kept.
 
         Command-line overrides still apply. Session settings are sent to the server at once; turn
-        detection, volume and plugins change in place; codecs, rates and devices need a restart.
+        detection, listening, volume and plugins change in place; codecs, rates, devices and the
+        mic-path stages need a restart.
         """
         if self.config_path is None:
             self.log.info("reload requested but voiced runs without a config file; nothing to do")
@@ -169,7 +197,7 @@ class Daemon:
                     "these settings change on restart only; keeping the running values", keys=kept
                 )
                 new = _keep_restart_only(old, new)
-            session_config = new.session_config()
+            new.session_config()
         except ConfigError as exc:
             self.log.error("config reload failed; keeping the running config", error=str(exc))
             return
@@ -184,16 +212,9 @@ class Daemon:
         configure_logging(new.log.level, new.log.format)
         agent = self.agent
         if agent is not None:
-            agent.config = new
-            if new.audio.vad != old.audio.vad:
-                agent.detector = TurnDetector(new.audio.vad)
-            if new.agent.volume_pct != old.agent.volume_pct:
-                agent.set_volume_pct(new.agent.volume_pct)
             if new.plugins != old.plugins:
                 agent.runner = build_runner(new.plugins, agent)
-            if session_config != agent.session.config:
-                agent.session.config = session_config
-                agent.resend_config()
+            agent.reconfigure(new)
         self.log.info("config reloaded", path=str(self.config_path))
 
     # --- run ----------------------------------------------------------------------------------------
@@ -205,9 +226,8 @@ class Daemon:
             loop.add_signal_handler(signal.SIGTERM, self.request_stop)
             loop.add_signal_handler(signal.SIGINT, self._on_sigint)
             loop.add_signal_handler(signal.SIGHUP, self.reload)
-            loop.add_signal_handler(signal.SIGUSR1, self._push_to_talk, True)
-            loop.add_signal_handler(signal.SIGUSR2, self._push_to_talk, False)
-        self.notifier.status("opening audio devices")
+            loop.add_signal_handler(signal.SIGUSR1, self.push_to_talk, True)
+            loop.add_signal_handler(signal.SIGUSR2, self.push_to_talk, False)
         try:
             if not await self._until_stopped(self._open_devices()):
                 return EXIT_OK
@@ -217,9 +237,12 @@ class Daemon:
             error = unwrap(raised)
             if not isinstance(error, VoicedError):
                 raise
+            self.status.update(phase=Phase.FAILED, detail=str(error))
             self.log.error(str(error), exit_code=error.exit_code)
             return error.exit_code
         finally:
+            if self.status.phase is not Phase.FAILED:
+                self.status.update(phase=Phase.STOPPING)
             self.notifier.stopping()
             await self._close_devices()
             if self._overdue is not None:
@@ -228,36 +251,42 @@ class Daemon:
                 for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
                     loop.remove_signal_handler(sig)
 
-    async def _until_stopped(self, work: Awaitable[None]) -> bool:
-        """Run ``work`` unless a stop comes first (then cancel it); True when it finished."""
+    async def _until_stopped(self, work: Coroutine[Any, Any, None]) -> bool:
+        """Run ``work`` unless a stop comes first (then cancel it); True when it finished.
+
+        The work never outlives this call, and this call's own cancellation propagates.
+        """
         job = asyncio.ensure_future(work)
         stop = asyncio.ensure_future(self._stop.wait())
         try:
             await asyncio.wait({job, stop}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             stop.cancel()
-        if not job.done():
-            job.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await job
+            if not job.done():
+                job.cancel()
+                # wait() does not raise the job's CancelledError, so ours (if any) still propagates.
+                await asyncio.wait({job})
+        if job.cancelled():
             return False
         job.result()
         return True
 
     async def _open_devices(self) -> None:
         self.source, self.sink = await self._open_pair()
-        jitter = JitterBuffer(self._output_rate_hz(), self.config.audio.jitter)
+        jitter = JitterBuffer(self.config.session.output_rate_hz, self.config.audio.jitter)
         self.playout = Playout(self.sink, jitter, clock=self.clock)
-        agent = Agent(self.config, self.playout, clock=self.clock)
+        agent = Agent(self.config, self.playout, clock=self.clock, cue_player=self.cue_player)
         agent.runner = build_runner(self.config.plugins, agent)
         agent.on_ready = self._on_ready
         agent.on_turn_summary = self.on_turn
+        agent.on_state = self._on_turn_state
         self.agent = agent
+        self._attach_taps()
 
-    def _output_rate_hz(self) -> int:
-        if self.config.session.output_codec in ("g711a", "g711u"):
-            return 8000
-        return int(self.config.session.output_sample_rate_hz)
+    def _attach_taps(self) -> None:
+        if self.agent is not None and self.sink is not None:
+            taps = self.agent.playback_taps
+            self.sink.tap = taps[0] if taps else None
 
     async def _open_pair(self) -> tuple[AudioSource, AudioSink]:
         """Open microphone and speaker, retrying with backoff while either is missing.
@@ -266,31 +295,33 @@ class Daemon:
         that can never work (PortAudio absent, an unsupported rate) propagates as a DeviceError.
         """
         backoff = Backoff(self.config.reconnect.device_retry_s, 30.0)
+        self.status.update(phase=Phase.WAITING_FOR_DEVICES, detail="opening audio devices")
         while True:
             if self.rescan_devices is not None:
                 # PortAudio sees new devices only after a re-scan, which needs every stream closed.
-                self.rescan_devices()
+                # It can hang with a sick sound server: off the loop, under a deadline.
+                await _off_loop(self.rescan_devices, "re-scanning the sound devices")
             source: AudioSource | None = None
             what = "microphone"
             try:
                 source = await self.source_factory()
                 what = "speaker"
-                sink = await self.sink_factory(self._output_rate_hz())
+                sink = await self.sink_factory(self.config.session.output_rate_hz)
                 return source, sink
             except (DeviceLost, DeviceNotFound) as exc:
                 if source is not None:
                     with contextlib.suppress(Exception):
-                        await source.stop()
+                        await asyncio.wait_for(source.stop(), DEVICE_DEADLINE_S)
                 delay = backoff.next_delay_s()
                 self.log.warning(f"{what} unavailable; retrying", error=str(exc), retry_in_s=round(delay, 2))
-                self.notifier.status(f"waiting for the {what}")
+                self.status.update(detail=f"waiting for the {what}")
                 await asyncio.sleep(delay)
 
     async def _close_devices(self) -> None:
         for device in (self.source, self.sink):
             if device is not None:
                 with contextlib.suppress(Exception):
-                    await asyncio.wait_for(device.stop(), timeout=2.0)
+                    await asyncio.wait_for(device.stop(), timeout=DEVICE_DEADLINE_S)
 
     async def _run_tasks(self) -> int:
         async def stopper() -> None:
@@ -310,37 +341,50 @@ class Daemon:
         return EXIT_OK
 
     async def _devices(self) -> None:
-        """Capture and playout; when either device is lost, both are reopened while the socket stays up."""
+        """Capture and playout; when either device is lost, both are reopened while the socket stays up.
+
+        Devices that fail again soon after a reopen are reopened with growing backoff, never in a
+        hot loop.
+        """
+        backoff = Backoff(self.config.reconnect.device_retry_s, 30.0)
         while True:
+            started_s = self.clock()
             try:
                 async with asyncio.TaskGroup() as group:
                     group.create_task(self._capture(), name="capture")
                     group.create_task(self._playout(), name="playout")
                 return
-            except* DeviceLost as lost:
-                self.log.warning("audio device lost; reopening", error=str(lost.exceptions[0]))
-            except* Exception as failed:
-                # Not a known device fault: a bug or a driver surprise. Reopen, but not in a hot loop.
-                self.log.error(
-                    "audio path failed; reopening the devices",
-                    error=repr(failed.exceptions[0]),
-                    exc_info=failed,
-                )
-                await asyncio.sleep(self.config.reconnect.device_retry_s)
-            self.notifier.status("reopening audio devices")
+            except BaseExceptionGroup as failed:
+                error = unwrap(failed)
+                if not isinstance(error, Exception):
+                    raise
+                if isinstance(error, DeviceLost):
+                    self.log.warning("audio device lost; reopening", error=str(error))
+                else:
+                    # Not a known device fault: a bug or a driver surprise. Reopen, but not in a hot loop.
+                    self.log.error(
+                        "audio path failed; reopening the devices", error=repr(error), exc_info=failed
+                    )
+            if self.clock() - started_s >= DEVICE_STABLE_S:
+                backoff.reset()
+            delay = backoff.next_delay_s()
+            self.status.update(phase=Phase.WAITING_FOR_DEVICES, detail="reopening audio devices")
             await self._close_devices()
+            await asyncio.sleep(delay)
             self.source, self.sink = await self._open_pair()
+            self.device_reopens += 1
             assert self.playout is not None and self.agent is not None
             # A fresh pump over the same jitter buffer: a reply goes on where it was.
             self.playout = Playout(self.sink, self.playout.jitter, clock=self.clock)
-            self.agent.playout = self.playout
-            self.agent.detector.reset()
-            self.log.info("audio devices reopened")
+            self.agent.devices_reopened(self.playout)
+            self._attach_taps()
+            self.status.update(phase=Phase.RUNNING if self.agent.connected else Phase.CONNECTING)
+            self.log.info("audio devices reopened", after_s=round(delay, 2))
 
     async def _capture(self) -> None:
         assert self.agent is not None and self.source is not None
         source = self.source
-        frame_s = 0.02
+        agent = self.agent
         while True:
             try:
                 frame = await source.read_frame()
@@ -349,10 +393,10 @@ class Daemon:
                 await self._stop.wait()
                 return
             try:
-                self.agent.on_mic_frame(frame, self.clock() - frame_s)
+                agent.on_mic_frame(frame)
             except Exception:
                 # One bad frame must not stop listening.
-                self.agent.counters.internal_errors += 1
+                agent.counters.internal_errors += 1
                 self.log.exception("internal error on a microphone frame; continuing")
 
     async def _playout(self) -> None:
@@ -365,13 +409,13 @@ class Daemon:
         backoff = Backoff(self.config.reconnect.initial_backoff_s, self.config.reconnect.max_backoff_s)
         while True:
             self._last_connection_activity_s = self.clock()
-            self.notifier.status("connecting to Coze")
+            self.status.update(phase=Phase.CONNECTING, detail="")
             try:
                 ws = await open_connection(self.config.coze)
             except TransientError as exc:
-                delay = backoff.next_delay_s()
+                delay = max(backoff.next_delay_s(), exc.retry_after_s or 0.0)
                 self.log.warning("cannot connect; retrying", error=str(exc), retry_in_s=round(delay, 2))
-                self.notifier.status(f"offline, retrying in {delay:.0f} s")
+                self.status.update(phase=Phase.OFFLINE, detail=f"retrying in {delay:.0f} s")
                 await asyncio.sleep(delay)
                 continue
             self.connections_opened += 1
@@ -391,10 +435,13 @@ class Daemon:
                 self.ws = None
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(ws.close(), timeout=self.config.coze.close_timeout_s)
+            fatal = close_code_error(ws.close_code, ws.close_reason or "")
+            if fatal is not None:
+                raise fatal
             up_s = self.clock() - opened_s
             if up_s >= self.config.reconnect.stable_after_s:
                 backoff.reset()
-            delay = backoff.next_delay_s()
+            delay = max(backoff.next_delay_s(), agent.retry_after_s or 0.0)
             # When this side gave up (a frame over coze.max_frame_bytes: 1009), close_code says only
             # 1006; what we sent is the reason.
             sent = ws.protocol.close_sent
@@ -407,17 +454,23 @@ class Daemon:
                 sent_close_reason=(sent.reason or None) if sent is not None else None,
                 retry_in_s=round(delay, 2),
             )
-            self.notifier.status("reconnecting")
+            self.status.update(phase=Phase.OFFLINE, detail=f"reconnecting in {delay:.0f} s")
             self._last_connection_activity_s = self.clock()
             await asyncio.sleep(delay)
 
     def _on_ready(self) -> None:
+        agent = self.agent
+        self.status.update(phase=Phase.RUNNING, turn=agent.state if agent is not None else None, detail="")
         if not self.ready.is_set():
             self.ready.set()
-            self.notifier.ready("listening")
-            self.log.info("ready: listening")
-        else:
-            self.notifier.status("listening")
+            self.notifier.ready(self.status.text())
+            self.log.info(f"ready: {self.status.state.value}")
+
+    def _on_turn_state(self, old: TurnState, new: TurnState) -> None:
+        self.status.update(turn=new)
+
+    def _publish_status(self, state: DeviceState, detail: str) -> None:
+        self.notifier.status(self.status.text())
 
     def connection_healthy(self, now_s: float) -> bool:
         """Connected, or the reconnect loop visibly making progress (so the watchdog catches a hang)."""
@@ -432,15 +485,28 @@ class Daemon:
         interval_s = min(0.25, self.notifier.watchdog_interval_s() or 0.25)
         while True:
             await asyncio.sleep(interval_s)
+            agent = self.agent
+            assert agent is not None
             try:
                 agent.tick()
+            except FatalError:
+                raise
             except Exception:
                 self.log.exception("internal error in housekeeping; continuing")
             now = self.clock()
             if agent.healthy(now, MIC_STALE_S) and self.connection_healthy(now):
                 self.notifier.watchdog()
-            if agent.connected:
-                self.notifier.status("speaking" if agent.playout.speaking else "listening")
+
+
+async def _off_loop(call: Callable[[], None], what: str) -> None:
+    """Run a blocking device call in a worker thread under a deadline (a hung driver must not freeze
+    the loop; the thread is abandoned, the caller gets DeviceLost and retries later)."""
+    try:
+        await asyncio.wait_for(asyncio.to_thread(call), DEVICE_DEADLINE_S)
+    except TimeoutError:
+        raise DeviceLost(
+            f"{what} took longer than {DEVICE_DEADLINE_S:.0f} s; is the sound server hung?"
+        ) from None
 
 
 class _StopRequestedError(Exception):

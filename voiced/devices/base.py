@@ -16,6 +16,7 @@ Errors (all subclasses of `DeviceError`; each message says what to do):
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from voiced.audio.frames import Int16Array
@@ -67,6 +68,31 @@ class EndOfStream(DeviceError):  # noqa: N818  (a signal, not a fault; name fixe
     """A file or memory source has no more frames (configure after_end to pad or loop instead)."""
 
 
+@dataclass(frozen=True, slots=True)
+class MicFrame:
+    """One microphone frame: 20 ms of 16 kHz mono s16le and when it was captured.
+
+    ``captured_at_s`` is the capture time of the frame's first sample on the event loop's clock
+    (``time.monotonic``), taken from the device clock where the device has one (PortAudio's ADC
+    time), not from when the frame was read: latency figures and echo cancellation rely on it.
+    """
+
+    pcm: bytes
+    captured_at_s: float
+
+
+class PlaybackTap(Protocol):
+    """Receives exactly what a speaker hands to its device, with the time it will be heard.
+
+    ``played`` runs on the device's own thread (a PortAudio callback) for every block: it must take
+    constant time, never block and never raise. ``block`` is int16 mono at ``sample_rate_hz`` (the
+    device's rate, after volume, fades and resampling) and is only valid during the call: copy it.
+    ``output_time_s`` is when its first sample reaches the speaker, on the loop's clock.
+    """
+
+    def played(self, block: Int16Array, sample_rate_hz: int, output_time_s: float) -> None: ...
+
+
 @runtime_checkable
 class AudioSource(Protocol):
     """A microphone: `start()`, then `read_frame()` in a loop, then `stop()`."""
@@ -78,8 +104,8 @@ class AudioSource(Protocol):
         """Open/start the device. Raises a DeviceError subclass when it cannot."""
         ...
 
-    async def read_frame(self) -> bytes:
-        """Wait for the next `frame_ms` frame of 16 kHz mono s16le.
+    async def read_frame(self) -> MicFrame:
+        """Wait for the next `frame_ms` frame of 16 kHz mono s16le, with its capture time.
 
         Raises DeviceLost when the device goes away (stop this source and open a new one), and
         EndOfStream at the end of a file/memory source.
@@ -97,6 +123,8 @@ class AudioSink(Protocol):
 
     sample_rate_hz: int
     block_samples: int
+    #: Set by the owner before start() to see every block handed to the device (echo cancellation).
+    tap: PlaybackTap | None
 
     async def start(self) -> None:
         """Open/start the device."""

@@ -18,7 +18,7 @@ import numpy as np
 from voiced.audio.frames import MIC_RATE_HZ, Int16Array, as_int16
 from voiced.audio.resample import resample
 from voiced.audio.ring import SpscRing
-from voiced.devices.base import DeviceError, DeviceLost, EndOfStream
+from voiced.devices.base import DeviceError, DeviceLost, EndOfStream, MicFrame, PlaybackTap
 
 AfterEnd = Literal["raise", "silence", "loop"]
 
@@ -69,20 +69,26 @@ class MemorySource:
         self._t0 = asyncio.get_running_loop().time()
         self.frames_delivered = 0
 
-    async def read_frame(self) -> bytes:
-        """The next frame (see the class docstring for the end-of-signal policy)."""
+    async def read_frame(self) -> MicFrame:
+        """The next frame (see the class docstring for the end-of-signal policy).
+
+        Paced, a frame's capture time is its place on the source's own clock (as a sound card's
+        ADC time would be); unpaced, the frame was "captured" one frame before it was read.
+        """
         if not self._started:
             raise DeviceError("source not started: call `await source.start()` first")
+        loop = asyncio.get_running_loop()
+        frame_s = self.frame_ms / 1000.0
         if self.paced:
-            loop = asyncio.get_running_loop()
-            due = self._t0 + (self.frames_delivered + 1) * self.frame_ms / 1000.0
-            delay = due - loop.time()
+            captured_at_s = self._t0 + self.frames_delivered * frame_s
+            delay = captured_at_s + frame_s - loop.time()
             await asyncio.sleep(max(0.0, delay))
         else:
             await asyncio.sleep(0)
-        frame = self._take()
+            captured_at_s = loop.time() - frame_s
+        pcm = self._take()
         self.frames_delivered += 1
-        return frame
+        return MicFrame(pcm, captured_at_s)
 
     def _take(self) -> bytes:
         n = self.frame_samples
@@ -121,6 +127,7 @@ class ClockedSink:
         self._written_any = False
         self.underrun_samples = 0
         self.blocks_played = 0
+        self.tap: PlaybackTap | None = None
 
     @property
     def dropped_samples(self) -> int:
@@ -146,7 +153,11 @@ class ClockedSink:
             if n < block.size and self._written_any:
                 self.underrun_samples += int(block.size) - n
             self.blocks_played += 1
-            self._emit(block.copy(), loop.time())
+            now = loop.time()
+            tap = self.tap
+            if tap is not None:
+                tap.played(block, self.sample_rate_hz, now)
+            self._emit(block.copy(), now)
 
     def _emit(self, block: Int16Array, at_s: float) -> None:
         """Handle one block the "device" just played (at loop time `at_s`)."""

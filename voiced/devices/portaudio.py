@@ -23,7 +23,14 @@ import numpy as np
 from voiced.audio.frames import FRAME_MS, MIC_FRAME_SAMPLES, MIC_RATE_HZ, FrameAssembler, Int16Array, as_int16
 from voiced.audio.resample import StreamResampler
 from voiced.audio.ring import SpscRing
-from voiced.devices.base import DeviceLost, DeviceNotFound, PortAudioMissing, UnsupportedRate
+from voiced.devices.base import (
+    DeviceLost,
+    DeviceNotFound,
+    MicFrame,
+    PlaybackTap,
+    PortAudioMissing,
+    UnsupportedRate,
+)
 from voiced.devices.settings import DeviceSettings
 
 Direction = Literal["input", "output"]
@@ -197,8 +204,15 @@ class PortAudioSource:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake = asyncio.Event()
         self._lost: str | None = None
-        self._frames: deque[bytes] = deque()
+        self._frames: deque[MicFrame] = deque()
         self._assembler = FrameAssembler(MIC_FRAME_SAMPLES)
+        # The device clock: (device samples written to the ring so far, loop time just after the
+        # last of them was captured), replaced whole by each callback (one atomic assignment).
+        self._anchor: tuple[int, float] = (0, 0.0)
+        self._written_total = 0
+        self._read_total = 0
+        self._out_total = 0
+        self._frames_out = 0
         self._resampler = StreamResampler(MIC_RATE_HZ, MIC_RATE_HZ)
         self.overruns = 0  # blocks the ring had no room for (the loop fell behind)
         self.input_overflows = 0  # PortAudio's own overflow flag
@@ -215,6 +229,9 @@ class PortAudioSource:
         self.device_index, self.device_rate_hz, self.channels = index, rate, channels
         self._ring = SpscRing(max(rate * self.settings.ring_ms // 1000, 4 * rate * FRAME_MS // 1000))
         self._resampler = StreamResampler(rate, MIC_RATE_HZ)
+        self._assembler = FrameAssembler(MIC_FRAME_SAMPLES)
+        self._anchor = (0, time.monotonic())
+        self._written_total = self._read_total = self._out_total = self._frames_out = 0
         self._lost = None
         try:
             self._stream = _start_stream(
@@ -241,8 +258,15 @@ class PortAudioSource:
         self.callbacks += 1
         if status.input_overflow:
             self.input_overflows += 1
-        if self._ring.write(indata[:, 0]) < frames:
+        now_s = time.monotonic()
+        adc_s = float(time_info.inputBufferAdcTime)
+        # PortAudio's stream clock is not the loop's: carry its offset over through currentTime.
+        captured_s = now_s - (float(time_info.currentTime) - adc_s) if adc_s > 0 else now_s
+        written = self._ring.write(indata[:, 0])
+        if written < frames:
             self.overruns += 1
+        self._written_total += written
+        self._anchor = (self._written_total, captured_s + frames / self.device_rate_hz)
         self._notify()
 
     def _finished(self) -> None:
@@ -250,8 +274,11 @@ class PortAudioSource:
             self._lost = "the input stream ended (device unplugged or sound server gone)"
         self._notify()
 
-    async def read_frame(self) -> bytes:
-        """Next 20 ms frame of 16 kHz mono s16le. Raises DeviceLost when the device goes away."""
+    async def read_frame(self) -> MicFrame:
+        """Next 20 ms frame of 16 kHz mono s16le with its capture time from the device clock.
+
+        Raises DeviceLost when the device goes away.
+        """
         while True:
             if self._frames:
                 return self._frames.popleft()
@@ -259,9 +286,18 @@ class PortAudioSource:
                 raise DeviceLost(self._lost)
             if self._stream is None:
                 raise DeviceLost("input stream is not open: call start()")
+            anchor_total, anchor_end_s = self._anchor  # before the ring: it may only be older
             chunk = self._ring.read(self._ring.readable())
             if chunk.size:
-                self._frames.extend(self._assembler.push(self._resampler.process(chunk).tobytes()))
+                self._read_total += int(chunk.size)
+                # Loop time just after the newest sample read was captured, from the device clock.
+                end_s = anchor_end_s + (self._read_total - anchor_total) / self.device_rate_hz
+                out = self._resampler.process(chunk)
+                self._out_total += int(out.size)
+                for pcm in self._assembler.push(out.tobytes()):
+                    first = self._frames_out * MIC_FRAME_SAMPLES
+                    self._frames_out += 1
+                    self._frames.append(MicFrame(pcm, end_s - (self._out_total - first) / MIC_RATE_HZ))
                 continue
             self._wake.clear()
             try:
@@ -316,6 +352,7 @@ class PortAudioSink:
         self.prefill_underrun_samples = 0  # the same, during back-to-back (pre-fill) callbacks
         self._period_s = settings.playback_block_ms / 1000.0
         self.device_underflows = 0  # PortAudio's own underflow flag
+        self.tap: PlaybackTap | None = None
 
     @property
     def dropped_samples(self) -> int:
@@ -362,6 +399,11 @@ class PortAudioSink:
             else:
                 self.prefill_underrun_samples += frames - n
         outdata[:] = buf[:, None]
+        tap = self.tap
+        if tap is not None:
+            dac_s = float(time_info.outputBufferDacTime)
+            heard_s = now + (dac_s - float(time_info.currentTime)) if dac_s > 0 else now
+            tap.played(buf[:frames], self.device_rate_hz, heard_s)
 
     def _finished(self) -> None:
         if self._lost is None:

@@ -2,38 +2,55 @@
 
 from __future__ import annotations
 
+import struct
 import wave
 from pathlib import Path
 
 import numpy as np
 
 from voiced.audio.frames import Int16Array
-from voiced.devices.base import DeviceError
+from voiced.devices.base import DeviceError, DeviceLost
 from voiced.devices.memory import AfterEnd, ClockedSink, MemorySource
+
+#: Rates a WAV microphone may have; anything else is a broken header, not audio.
+MIN_WAV_RATE_HZ = 4000
+MAX_WAV_RATE_HZ = 384000
+MAX_WAV_CHANNELS = 16
 
 
 def read_wav_mono(path: str | Path) -> tuple[Int16Array, int]:
     """Read a 16-bit PCM WAV as mono int16 (channels averaged) and its rate.
 
-    Raises DeviceError with a conversion hint for a missing file or another sample format.
+    Raises DeviceError, one line with a conversion hint, for anything that is not a usable 16-bit
+    PCM WAV: a missing file, a directory, another format, a broken header (rate 0, no channels).
+    A file cut in the middle of a frame (a copy interrupted, an odd byte count) keeps its whole
+    frames; the partial one is dropped.
     """
     p = Path(path)
+    convert = f"convert it: sox {p.name} -b 16 out.wav"
+    if p.is_dir():
+        raise DeviceError(f"{p} is a directory, not a WAV file: give the path of a .wav file")
     try:
         with wave.open(str(p)) as w:
-            if w.getsampwidth() != 2:
-                raise DeviceError(
-                    f"{p}: {8 * w.getsampwidth()}-bit WAV; voiced reads 16-bit PCM "
-                    f"(convert: sox {p.name} -b 16 out.wav)"
-                )
+            width = w.getsampwidth()
             channels = w.getnchannels()
             rate = w.getframerate()
-            data = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.int16)
+            if width != 2:
+                raise DeviceError(f"{p}: {8 * width}-bit WAV; voiced reads 16-bit PCM ({convert})")
+            if not 1 <= channels <= MAX_WAV_CHANNELS:
+                raise DeviceError(f"{p}: the header says {channels} channels; {convert}")
+            if not MIN_WAV_RATE_HZ <= rate <= MAX_WAV_RATE_HZ:
+                raise DeviceError(f"{p}: the header says {rate} Hz, not a usable rate; {convert}")
+            raw = w.readframes(w.getnframes())
     except FileNotFoundError as exc:
         raise DeviceError(f"WAV file not found: {p}") from exc
-    except (wave.Error, EOFError) as exc:
-        raise DeviceError(
-            f"{p} is not a PCM WAV file ({exc}); convert it: sox {p.name} -b 16 out.wav"
-        ) from exc
+    except OSError as exc:
+        raise DeviceError(f"cannot read WAV {p}: {exc.strerror or exc}") from exc
+    except (wave.Error, EOFError, ValueError, struct.error) as exc:
+        raise DeviceError(f"{p} is not a PCM WAV file ({str(exc)[:120]}); {convert}") from exc
+    frame_bytes = 2 * channels
+    whole = len(raw) - len(raw) % frame_bytes
+    data = np.frombuffer(raw[:whole], dtype="<i2").astype(np.int16)
     if channels > 1:
         mono: Int16Array = data.reshape(-1, channels).mean(axis=1).round().astype(np.int16)
         return mono, rate
@@ -79,11 +96,18 @@ class WavSink(ClockedSink):
 
     def _emit(self, block: Int16Array, at_s: float) -> None:
         if self._wav is not None:
-            self._wav.writeframes(block.astype("<i2").tobytes())
+            try:
+                self._wav.writeframes(block.astype("<i2").tobytes())
+            except OSError as exc:
+                # A full disk or a dead mount: the speaker is lost (the daemon reopens it with backoff).
+                raise DeviceLost(f"cannot write WAV {self.path}: {exc.strerror or exc}") from None
 
     async def stop(self) -> None:
         """Stop and close the file (its header is finalised here)."""
         await super().stop()
         wav, self._wav = self._wav, None
         if wav is not None:
-            wav.close()
+            try:
+                wav.close()
+            except OSError as exc:
+                raise DeviceLost(f"cannot finish WAV {self.path}: {exc.strerror or exc}") from None

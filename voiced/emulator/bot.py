@@ -5,13 +5,15 @@ One :class:`ReplyRunner` produces one chat in the order of protocol.md §4.2::
     message.completed (user question) → chat.created → chat.in_progress
     [→ message.completed (function_call) → chat.requires_action … submit_tool_outputs
      → message.completed (tool_response) → chat.in_progress]
-    → per sentence: message.delta (text) → audio.sentence_start → audio.delta …
-      (before the last sentence's audio: empty message.delta → message.completed (answer)
-       → message.completed (verbose generate_answer_finish), as in the recorded trace)
+    → two streams at once, as in the recorded trace:
+      text:  message.delta … (every sentence, at the LLM's pace) → empty message.delta
+             → message.completed (answer) → message.completed (verbose generate_answer_finish)
+      audio: per sentence, once its text is out: audio.sentence_start → audio.delta …
     → audio.completed → chat.completed (usage)
 
-Audio delivery follows the real server (protocol.md §4.1): unpaced PCM / G.711 comes in bursts
-(``burst_speed_factor`` × real time, ``burst_delta_ms`` deltas, an all-zero tail per sentence); with
+So all of a reply's text arrives long before its audio ends. Audio delivery follows the real server
+(protocol.md §4.1): unpaced PCM / G.711 comes in bursts (``burst_speed_factor`` × real time,
+``burst_delta_ms`` deltas mixed with tiny fragments, an all-zero tail per sentence); with
 ``frame_size_ms`` or ``limit_config`` set, and always for Opus, one frame per delta in real time.
 The runner is cancelled by its session to stop a reply; everything it sends goes through the host.
 """
@@ -21,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import random
 import time
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, cast
@@ -200,6 +203,39 @@ def text_pieces(sentence: str, words_per_delta: int = 2) -> list[str]:
     return pieces
 
 
+#: The trace's tiny deltas: an even byte count in this range, after about half of the full deltas.
+_FRAGMENT_BYTES = (4, 300)
+_FRAGMENT_CHANCE = 0.5
+#: The trace ends each sentence's speech with a 25 ms delta, just before the all-zero tail.
+_CLOSING_MS = 25
+
+
+def burst_chunks(pcm: bytes, chunk_samples: int, rate_hz: int, rng: random.Random) -> list[bytes]:
+    """Unpaced PCM cut as the real server cuts it (protocol.md §4.1): a first delta of 90 %, then full
+    deltas each followed now and then by a tiny fragment, the rest, and a closing 25 ms delta.
+    The pieces concatenate to ``pcm`` exactly; every piece has an even length.
+    """
+    step = chunk_samples * 2
+    closing = rate_hz * _CLOSING_MS // 1000 * 2
+    body_end = len(pcm) - closing if len(pcm) > step + closing else len(pcm)
+    chunks: list[bytes] = []
+    position = 0
+    size = step * 9 // 10 // 2 * 2
+    while position < body_end:
+        take = min(size, body_end - position)
+        chunks.append(pcm[position : position + take])
+        position += take
+        size = step
+        if position < body_end and rng.random() < _FRAGMENT_CHANCE:
+            low, high = _FRAGMENT_BYTES
+            fragment = min(rng.randrange(low // 2, high // 2 + 1) * 2, body_end - position)
+            chunks.append(pcm[position : position + fragment])
+            position += fragment
+    if position < len(pcm):
+        chunks.append(pcm[position:])
+    return chunks
+
+
 @dataclass
 class SpokenAudio:
     """Audio of one utterance being delivered; what is left of it feeds the stale-delta fault."""
@@ -228,6 +264,7 @@ class AudioSender:
         self.message = message
         self.current: SpokenAudio | None = None
         self.deltas_sent = 0
+        self._rng = random.Random(f"{host.settings.seed}:burst:{message.id}")
 
     async def speak(self, sentence: str) -> None:
         """Send ``sentence_start`` and the sentence's audio deltas."""
@@ -239,7 +276,10 @@ class AudioSender:
             chunks = split_chunks(pcm + tail, self._plan.chunk_samples(), pad=True)
         else:
             # The real server ends each sentence with its own all-zero chunk (protocol.md §4.1).
-            chunks = split_chunks(pcm, self._plan.chunk_samples(), pad)
+            if self._plan.codec == "pcm" and settings.burst_fragments:
+                chunks = burst_chunks(pcm, self._plan.chunk_samples(), self._plan.sample_rate_hz, self._rng)
+            else:
+                chunks = split_chunks(pcm, self._plan.chunk_samples(), pad)
             if pad:
                 chunks += split_chunks(tail, self._plan.chunk_samples(), pad)
             elif tail:
@@ -325,7 +365,7 @@ class ReplyRunner:
         """Send the whole chat. Returns when ``chat.completed`` / ``chat.failed`` has been queued."""
         host, turn = self._host, self._turn
         self._created_at = _now_s()
-        zero = Usage(token_count=0, output_count=0, input_count=0)
+        zero = self._usage(0, 0)
         if self._user_text:
             await host.send(
                 ConversationMessageCompleted(data=self._message("user", "question", self._user_text))
@@ -345,6 +385,15 @@ class ReplyRunner:
             values.update(outputs)
         sentences = [render_template(s, values) for s in turn.reply]
         await self._answer(sentences)
+
+    def _usage(self, input_count: int, output_count: int) -> Usage:
+        spelling = self._host.settings.usage_spelling
+        usage = Usage(token_count=input_count + output_count)
+        if spelling in ("count", "both"):
+            usage.input_count, usage.output_count = input_count, output_count
+        if spelling in ("tokens", "both"):
+            usage.input_tokens, usage.output_tokens = input_count, output_count
+        return usage
 
     async def _fail(self, code: int, msg: str) -> None:
         failed = self._chat("failed", failed_at=_now_s(), last_error=LastError(code=code, msg=msg))
@@ -391,24 +440,35 @@ class ReplyRunner:
         answer = self._message("assistant", "answer", "")
         audio_message = answer.model_copy(update={"content_type": "audio"})
         self.audio = AudioSender(host, self._plan, audio_message, self._speech_rate)
-        full_text = ""
-        for index, sentence in enumerate(sentences):
-            piece_prefix = " " if index else ""
-            for piece in text_pieces(piece_prefix + sentence):
-                full_text += piece
-                await host.send(ConversationMessageDelta(data=answer.model_copy(update={"content": piece})))
-            if index == len(sentences) - 1:
-                await self._finish_text(answer, full_text)
-            await self.audio.speak(sentence)
+        # The text streams at the LLM's pace; each sentence is spoken once its text is out.
+        written = [asyncio.Event() for _ in sentences]
+        full_text: list[str] = []
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._stream_text(answer, sentences, written, full_text))
+            for index, sentence in enumerate(sentences):
+                await written[index].wait()
+                await self.audio.speak(sentence)
         await host.send(ConversationAudioCompleted(data=audio_message))
+        text = "".join(full_text)
         input_count = max(1, len(self._user_text.split())) + 10
-        output_count = max(1, len(full_text.split()))
-        usage = Usage(
-            token_count=input_count + output_count, output_count=output_count, input_count=input_count
-        )
+        usage = self._usage(input_count, max(1, len(text.split())))
         await host.send(
             ConversationChatCompleted(data=self._chat("completed", completed_at=_now_s(), usage=usage))
         )
+
+    async def _stream_text(
+        self, answer: Message, sentences: list[str], written: list[asyncio.Event], full_text: list[str]
+    ) -> None:
+        host = self._host
+        interval_s = host.settings.scaled_s(host.settings.text_delta_interval_ms)
+        for index, sentence in enumerate(sentences):
+            for piece in text_pieces((" " if index else "") + sentence):
+                full_text.append(piece)
+                await host.send(ConversationMessageDelta(data=answer.model_copy(update={"content": piece})))
+                if interval_s > 0:
+                    await asyncio.sleep(interval_s)
+            written[index].set()
+        await self._finish_text(answer, "".join(full_text))
 
     async def _finish_text(self, answer: Message, full_text: str) -> None:
         # The trace ends the text with an empty delta, the full answer, then a verbose finish packet,

@@ -13,8 +13,9 @@ Taking the turn at the cursor advances it; ``loop = true`` wraps it around.
 Reply sentences are templates. ``{name}`` and ``{name.field.sub}`` are replaced, ``{{``/``}}`` are literal
 braces; nothing is evaluated. Names: ``user_text`` (the text or transcript of the turn), ``audio_ms``
 (duration of the user's audio), and the name of every tool the turn called — ``{current_time}`` is that
-tool's output string, ``{current_time.spoken}`` a field of it when the output is a JSON object. A value
-that is missing renders as ``unknown``, ``null`` as ``unknown``, so a broken plugin is audible.
+tool's whole output, ``{current_time.spoken}`` a field of it when the output is a JSON object, and the
+whole output again when it is plain text (a real bot speaks ``"17:45"`` as it is). A field that is missing
+from a JSON object renders as ``unknown``, ``null`` as ``unknown``, so a broken plugin is audible.
 """
 
 from __future__ import annotations
@@ -57,16 +58,27 @@ def check_template(template: str) -> list[str]:
     return names
 
 
+def _as_object(text: str) -> dict[str, Any] | str:
+    """A tool output: the JSON object it holds, else the text itself (a JSON string unquoted)."""
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        return text
+    if isinstance(parsed, dict):
+        return parsed
+    return parsed if isinstance(parsed, str) else text
+
+
 def _lookup(path: str, values: dict[str, Any]) -> Any:
     head, *rest = path.split(".")
     value: Any = values.get(head)
     for key in rest:
         if isinstance(value, str):
-            # Tool outputs are strings; their fields are reachable when they hold a JSON object.
-            try:
-                value = json.loads(value)
-            except ValueError:
-                return None
+            # Tool outputs are strings; their fields are reachable when they hold a JSON object, and
+            # an output that is plain text ("17:45") is what a real bot would speak for any field.
+            value = _as_object(value)
+            if isinstance(value, str):
+                return value
         if not isinstance(value, dict):
             return None
         value = value.get(key)
@@ -98,6 +110,17 @@ def render_template(template: str, values: dict[str, Any]) -> str:
         return _as_spoken(_lookup(match.group(1), values))
 
     return _TEMPLATE_TOKEN.sub(replace, template)
+
+
+DEFAULT_PROLOGUE = "Hello! I am the voiced emulator. What can I do for you?"
+_SENTENCE_END = re.compile(r"(?<=[.!?。！？])\s+")
+
+
+def prologue_turn(text: str) -> Turn:
+    """The turn that speaks ``text`` (a prologue) as it is: one reply sentence per sentence, no templates."""
+    literal = text.replace("{", "{{").replace("}", "}}")
+    sentences = [s for s in _SENTENCE_END.split(literal.strip()) if s.strip()]
+    return Turn(reply=sentences or [literal])
 
 
 class _Strict(BaseModel):
@@ -160,6 +183,13 @@ class Scenario(_Strict):
     turns: list[Turn] = Field(default_factory=list)
     fallback: Turn | None = None
     loop: bool = Field(False, description="Wrap the ordered cursor around after the last turn.")
+    prologue: str = Field(
+        DEFAULT_PROLOGUE,
+        min_length=1,
+        max_length=1024,
+        description="The bot's opening line: spoken after chat.updated when the client sets "
+        "need_play_prologue without a prologue_content of its own.",
+    )
     on_empty_audio: Literal["reply", "ignore", "error"] = Field(
         "ignore",
         description="input_audio_buffer.complete with no audio: answer anyway, do nothing after the ack, "

@@ -9,7 +9,7 @@ Use :func:`serve_emulator`::
 
 The handshake follows protocol.md §1: path ``/v1/chat``, ``bot_id`` required (HTTP 400 otherwise),
 ``Authorization: Bearer`` checked (HTTP 401, or with ``auth_failure="event"`` an ``error`` 4100 then a
-close), ``x-tt-logid`` on every handshake response. The token is never logged.
+close), ``X-Tt-Logid`` on every handshake response. The token is never logged.
 """
 
 from __future__ import annotations
@@ -39,6 +39,8 @@ from voiced.protocol.events import AnyClientEvent, MalformedEvent, UnknownEvent
 log = structlog.get_logger("voiced.emulator")
 
 CHAT_PATH = "/v1/chat"
+#: The support id of every handshake response, in the spelling the real server uses (protocol.md §1, §3.1a).
+LOGID_HEADER = "X-Tt-Logid"
 #: websockets refuses (close 1009) frames above this; frames between max_frame_bytes and this get
 #: an error 4000 event instead, so a client's oversized frame is answered, not fatal.
 _WS_MAX_SIZE_FACTOR = 4
@@ -133,8 +135,11 @@ class Emulator:
         log.info("handshake_refused", status=int(status), code=code, msg=msg, logid=logid)
         body = json.dumps({"code": code, "msg": msg}) + "\n"
         response = connection.respond(status, body)
+        # respond() already set a text/plain Content-Type: replace it, a second one confuses clients.
+        del response.headers["Content-Type"]
         response.headers["Content-Type"] = "application/json"
-        response.headers["x-tt-logid"] = logid
+        # Spelled exactly so: the official Node SDK searches its raw headers case-sensitively.
+        response.headers[LOGID_HEADER] = logid
         return response
 
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
@@ -173,7 +178,7 @@ class Emulator:
     def _process_response(self, connection: ServerConnection, request: Request, response: Response) -> None:
         admission = self._admissions.get(connection)
         if admission is not None:
-            response.headers["x-tt-logid"] = admission.logid
+            response.headers[LOGID_HEADER] = admission.logid
 
     async def _handle(self, ws: ServerConnection) -> None:
         admission = self._admissions.pop(ws, None)

@@ -30,7 +30,7 @@ from websockets.frames import Frame, Opcode
 from voiced.emulator.audio_in import AudioRejectedError, InputDecoder, SpeechSegmenter
 from voiced.emulator.bot import AudioSender, ReplyRunner, audio_delta, generate_audio, generated_speech_sender
 from voiced.emulator.faults import FaultPlan, FaultSettings, merged_faults
-from voiced.emulator.scenarios import Turn, TurnCursor, render_template
+from voiced.emulator.scenarios import Turn, TurnCursor, prologue_turn, render_template
 from voiced.emulator.settings import EmulatorSettings
 from voiced.emulator.tts import Voice
 from voiced.protocol.events import (
@@ -318,6 +318,7 @@ class Session:
         self._speaker: asyncio.Task[None] | None = None
         self._stale_source: Callable[[], AudioSender | None] = lambda: None
         self._tool_wait: _ToolWait | None = None
+        self._prologue_played = False
         self._tg: asyncio.TaskGroup | None = None
         #: (role, text) of the conversation so far; ``role: assistant`` messages only add to it.
         self.history: list[tuple[str, str]] = []
@@ -516,6 +517,22 @@ class Session:
             self._segmenter = SpeechSegmenter(turn.prefix_padding_ms or 600, turn.silence_duration_ms or 500)
         self._log.info("config_updated", input=self._decoder.codec, turn=self._turn_type())
         await self.send(ChatUpdated(data=self.config))
+        if self.config.need_play_prologue and not self._prologue_played:
+            self._prologue_played = True
+            await self._play_prologue(self.config.prologue_content or self.settings.scenario.prologue)
+
+    async def _play_prologue(self, text: str) -> None:
+        """The bot's opening line, once per connection, in the configured shape [guess, protocol.md §3.1a]."""
+        shape = self.settings.prologue_shape
+        self._log.info("prologue", shape=shape, chars=len(text))
+        if shape == "chat":
+            # A chat whose answer is the prologue, audio included, without a user message.
+            await self._start_reply(prologue_turn(text), "", 0)
+        elif shape == "audio_only":
+            output = self._output_config()
+            sender = generated_speech_sender(self, output, output.speech_rate or 0)
+            self._stale_source = lambda: sender
+            self._speaker = self._spawn(self._run_speech(lambda: generate_audio(self, sender, text)))
 
     def _reset_buffer(self) -> None:
         self._buffered_ms = 0.0

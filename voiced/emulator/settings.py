@@ -49,6 +49,28 @@ class EmulatorSettings(BaseModel):
     )
     burst_delta_ms: int = Field(250, ge=10, le=2000, description="Audio per delta in burst delivery.")
     burst_tail_ms: int = Field(300, ge=0, le=2000, description="All-zero chunk after each sentence (trace).")
+    burst_fragments: bool = Field(
+        True,
+        description="Cut burst PCM as the trace does: a 90 % first delta, tiny 4-300-byte fragments after "
+        "some full deltas, a 25 ms delta before the tail. False: equal deltas only.",
+    )
+    text_delta_interval_ms: float = Field(
+        30.0,
+        ge=0,
+        description="LLM pace: one text delta per this much time (time_scale applies). A reply's text "
+        "streams on its own, ahead of the audio, as in the trace.",
+    )
+    prologue_shape: Literal["chat", "audio_only", "ignore"] = Field(
+        "chat",
+        description="What need_play_prologue produces after chat.updated [guess, protocol.md §3.1a]: a chat "
+        "whose answer is the prologue (text and audio, no user message), speech only (as "
+        "input_text.generate_audio), or nothing.",
+    )
+    usage_spelling: Literal["count", "tokens", "both"] = Field(
+        "count",
+        description="Usage fields of conversation.chat.completed: input_count/output_count (trace), "
+        "input_tokens/output_tokens (docs' examples), or both.",
+    )
     tool_timeout_s: float = Field(
         30.0,
         gt=0,

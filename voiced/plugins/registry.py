@@ -5,16 +5,21 @@ list or tuple of decorated functions, or one decorated function. From a module, 
 function it exposes is collected (or, if it defines ``VOICED_TOOLS``, exactly that list).
 
 A plugin that fails to import or declares a broken tool is skipped with one log line saying what to
-do; it never stops the daemon. Every tool found is listed; only those named in ``[plugins] enabled``
-may run.
+do; it never stops the daemon. Each plugin is imported in a thread of its own with a deadline
+(``[plugins] import_timeout_s``): one that raises anything (even ``SystemExit`` or
+``KeyboardInterrupt``) or takes too long (sleeps, waits on the network) is skipped, and the start
+goes on. A plugin cannot install signal handlers at import (only the main thread may). Every tool
+found is listed; only those named in ``[plugins] enabled`` may run.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 import json
+import threading
 import types
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
@@ -82,16 +87,18 @@ class PluginRegistry:
         for ep in eps:
             source = f"entry point {ep.name!r} ({ep.value})"
             try:
-                obj = ep.load()
-            except Exception as exc:
+                obj = _import_with_deadline(ep.load, settings.import_timeout_s)
+            except _ImportFailedError as exc:
                 errors.append(_skip(source, exc, "fix or uninstall the package that provides it"))
                 continue
             found.extend(_collect(obj, source, errors))
         for module_name in settings.modules:
             source = f"module {module_name}"
             try:
-                module = importlib.import_module(module_name)
-            except Exception as exc:
+                module = _import_with_deadline(
+                    functools.partial(importlib.import_module, module_name), settings.import_timeout_s
+                )
+            except _ImportFailedError as exc:
                 errors.append(_skip(source, exc, "fix the module or remove it from [plugins] modules"))
                 continue
             found.extend(_collect(module, source, errors))
@@ -178,7 +185,48 @@ def _collect(obj: object, source: str, errors: list[PluginLoadError]) -> list[tu
     return specs
 
 
-def _skip(source: str, exc: Exception, hint: str) -> PluginLoadError:
-    message = f"{type(exc).__name__}: {exc}"
-    log.error("plugin skipped: it failed to load", source=source, error=message, hint=hint, exc_info=exc)
+class _ImportFailedError(Exception):
+    """A plugin's import raised, or did not finish in time; ``str()`` says which and why."""
+
+    def __init__(self, message: str, cause: BaseException | None = None) -> None:
+        super().__init__(message)
+        self.cause = cause
+
+
+def _import_with_deadline(load: Callable[[], object], timeout_s: float) -> object:
+    """``load()`` run in a daemon thread; its result, or :class:`_ImportFailedError`.
+
+    A thread cannot be stopped: an import that never ends keeps its thread (and that module's import
+    lock) for good, but the start goes on without it.
+    """
+    outcome: list[object] = []
+    failure: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            outcome.append(load())
+        except BaseException as exc:
+            failure.append(exc)
+
+    thread = threading.Thread(target=target, name="voiced-plugin-import", daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    if thread.is_alive():
+        raise _ImportFailedError(
+            f"importing it took longer than {timeout_s:g} s ([plugins] import_timeout_s)"
+        )
+    if failure:
+        raise _ImportFailedError(f"{type(failure[0]).__name__}: {failure[0]}", failure[0])
+    return outcome[0]
+
+
+def _skip(source: str, exc: _ImportFailedError, hint: str) -> PluginLoadError:
+    message = str(exc)
+    log.error(
+        "plugin skipped: it failed to load",
+        source=source,
+        error=message,
+        hint=hint,
+        exc_info=exc.cause if isinstance(exc.cause, Exception) else None,
+    )
     return PluginLoadError(source, message)

@@ -9,9 +9,18 @@ If the chat is cancelled (barge-in) or the connection drops, cancel the task awa
 every plugin task is cancelled (isolated children are killed), :meth:`run` raises
 ``CancelledError``, and the caller must submit nothing for that chat.
 
-Sync plugins run in their own daemon thread so they never block the event loop. A sync plugin that
-ignores its timeout cannot be stopped — Python cannot kill a thread — so its output (a timeout error)
-is still sent on time while its thread runs on; only plugins marked ``isolated`` can be killed.
+No plugin code runs on the daemon's event loop. A sync tool runs in its own daemon thread; an async
+tool runs in its own daemon thread too, on a private event loop. So a plugin that blocks
+(``time.sleep``, a busy loop), calls ``sys.exit``, raises ``KeyboardInterrupt`` or any
+``BaseException``, or cancels "every task" reaches only its own thread and loop: the daemon keeps
+talking, answers the bot with an error output on time, and still obeys SIGTERM. A thread cannot be
+killed, so a tool that ignores its timeout keeps its thread until it returns (their number is
+capped); only tools marked ``isolated`` run in a process that can be killed and memory-capped. What
+a thread cannot contain is process-wide harm: ``os._exit``, a segfault in C code, memory growth, or
+changing global state (signal handlers, ``sys.modules``); run untrusted plugins isolated.
+
+Every output is passed through :func:`voiced.log.redact` before it is sent: a tool whose exception
+text (or result) quotes the Coze token sends ``***`` in its place.
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ from typing import Any
 
 import structlog
 
+from voiced.log import redact
 from voiced.plugins.context import PluginContext, ToolError, VolumeControl
 from voiced.plugins.isolated import IsolatedCallError, run_isolated
 from voiced.plugins.output import cap_output, error_output, serialise_result
@@ -41,6 +51,9 @@ ContextFactory = Callable[[ToolInfo], PluginContext]
 # Threads of sync plugins that overran their timeout keep running; past this many beyond the
 # concurrency limit, sync calls are refused so hung plugins cannot exhaust the device's memory.
 _EXTRA_THREADS_ALLOWED = 8
+# How long a cancelled async tool may take to finish its cleanup on its own loop before the caller
+# stops waiting for it.
+_CANCEL_GRACE_S = 0.25
 
 log = structlog.get_logger("voiced.plugins")
 
@@ -145,7 +158,7 @@ class ToolRunner:
         call_log = log.bind(chat_id=chat_id, tool=name, tool_call_id=call.id)
 
         def failed(message: str) -> CallResult:
-            capped, _ = cap_output(error_output(name, message), self._settings.max_output_bytes)
+            capped, _ = cap_output(error_output(name, redact(message)), self._settings.max_output_bytes)
             return CallResult(
                 ToolOutput(tool_call_id=call.id, output=capped), False, time.monotonic() - started
             )
@@ -207,7 +220,7 @@ class ToolRunner:
             )
             return failed(f"{type(exc).__name__}: {exc}")
 
-        capped, truncated = cap_output(output, self._settings.max_output_bytes)
+        capped, truncated = cap_output(redact(output), self._settings.max_output_bytes)
         if truncated:
             call_log.warning(
                 "tool output truncated",
@@ -229,19 +242,19 @@ class ToolRunner:
                 started_at_monotonic_s=self._started_at_monotonic_s,
                 options=dict(self._settings.override(info.name).options),
                 max_output_bytes=self._settings.max_output_bytes,
+                memory_limit_mb=self._settings.isolated_memory_mb,
             )
         if spec.parameters.ctx_param is not None:
             kwargs = {**kwargs, spec.parameters.ctx_param: self._context_factory(info)}
-        if spec.is_async:
-            result = await spec.func(**kwargs)
-        else:
-            result = await self._in_thread(spec.func, kwargs, info.name)
+        result = await self._in_thread(spec.func, kwargs, info.name, is_async=spec.is_async)
         return serialise_result(result)
 
-    async def _in_thread(self, func: Callable[..., Any], kwargs: dict[str, Any], name: str) -> Any:
+    async def _in_thread(
+        self, func: Callable[..., Any], kwargs: dict[str, Any], name: str, *, is_async: bool
+    ) -> Any:
         # A fresh daemon thread per call rather than the loop's executor: a hung plugin then holds
         # only its own thread, cannot starve the executor the daemon uses (e.g. for DNS), and cannot
-        # keep the process alive at exit.
+        # keep the process alive at exit. An async tool gets a private event loop in that thread.
         with self._threads_lock:
             if self._threads_alive >= self._settings.max_concurrency + _EXTRA_THREADS_ALLOWED:
                 raise _TooManyThreadsError
@@ -249,8 +262,18 @@ class ToolRunner:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         context = contextvars.copy_context()
+        plugin_loop: asyncio.AbstractEventLoop | None = None
+        plugin_task: asyncio.Task[Any] | None = None
+        if is_async:
+            plugin_loop = asyncio.new_event_loop()
+            # Created here, run there: the caller can cancel it before the thread even starts.
+            plugin_task = plugin_loop.create_task(func(**kwargs), context=context)
+
+        finished: asyncio.Future[None] = loop.create_future()
 
         def deliver(result: Any, error: BaseException | None) -> None:
+            if not finished.done():
+                finished.set_result(None)
             if future.done():
                 return
             if error is None:
@@ -262,7 +285,12 @@ class ToolRunner:
             result: Any = None
             error: BaseException | None = None
             try:
-                result = context.run(func, **kwargs)
+                if plugin_loop is not None and plugin_task is not None:
+                    result = _run_private_loop(plugin_loop, plugin_task)
+                else:
+                    result = context.run(func, **kwargs)
+            except asyncio.CancelledError:
+                error = _PluginCancelledError()
             except Exception as exc:
                 error = exc
             except BaseException as exc:
@@ -276,7 +304,19 @@ class ToolRunner:
                 loop.call_soon_threadsafe(deliver, result, error)
 
         threading.Thread(target=target, name=f"voiced-plugin-{name}", daemon=True).start()
-        return await future
+        try:
+            return await future
+        except _PluginCancelledError:
+            raise asyncio.CancelledError from None
+        finally:
+            if plugin_loop is not None and plugin_task is not None and not finished.done():
+                # Our caller gave up (timeout, barge-in): cancel the plugin on its own loop. If that
+                # loop is blocked, the cancellation waits there; the daemon does not.
+                with contextlib.suppress(RuntimeError):
+                    plugin_loop.call_soon_threadsafe(plugin_task.cancel)
+                # A well-behaved tool has finished its cleanup when run() raises; a blocked one is
+                # left behind after a short grace.
+                await asyncio.wait({finished}, timeout=_CANCEL_GRACE_S)
 
     @staticmethod
     def _log_timeout(call_log: Any, info: ToolInfo) -> None:
@@ -294,6 +334,31 @@ class ToolRunner:
                 timeout_s=info.timeout_s,
                 hint="a thread cannot be killed: set isolated = true in [plugins.tools.NAME] so it is",
             )
+
+
+def _run_private_loop(plugin_loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any]) -> Any:
+    """Run an async tool's task to its end on its own loop (in the calling thread), then close it."""
+    asyncio.set_event_loop(plugin_loop)
+    try:
+        return plugin_loop.run_until_complete(task)
+    finally:
+        try:
+            # Whatever the plugin spawned and left behind ends with its call.
+            leftovers = [t for t in asyncio.all_tasks(plugin_loop) if not t.done()]
+            for leftover in leftovers:
+                leftover.cancel()
+            if leftovers:
+                plugin_loop.run_until_complete(asyncio.gather(*leftovers, return_exceptions=True))
+            plugin_loop.run_until_complete(plugin_loop.shutdown_asyncgens())
+        except BaseException:
+            log.warning("plugin left tasks that would not finish", exc_info=False)
+        finally:
+            asyncio.set_event_loop(None)
+            plugin_loop.close()
+
+
+class _PluginCancelledError(Exception):
+    """The plugin's coroutine ended in CancelledError (by itself, or because we cancelled it)."""
 
 
 class _TooManyThreadsError(Exception):

@@ -22,7 +22,7 @@ class ToolOverride(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     #: Replaces the tool's own timeout (seconds) when set.
-    timeout_s: float | None = Field(default=None, gt=0)
+    timeout_s: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     #: Forces the tool into (``true``) or out of (``false``) a killable subprocess when set.
     isolated: bool | None = None
     #: Passed unchanged to the plugin as ``ctx.settings``.
@@ -39,13 +39,17 @@ class PluginSettings(BaseModel):
     #: Importable modules to collect tools from, in addition to the ``voiced.plugins`` entry points.
     modules: list[str] = Field(default_factory=list)
     #: The timeout of a tool that declares none (seconds).
-    timeout_s: float = Field(default=5.0, gt=0)
+    timeout_s: float = Field(default=5.0, gt=0, allow_inf_nan=False)
     #: How many tool calls run at once; further calls of the same chat wait for a free slot.
     max_concurrency: int = Field(default=4, ge=1)
     #: The cap on one tool output in UTF-8 bytes; longer outputs are truncated with a marker.
     max_output_bytes: int = Field(default=8192, ge=256)
     #: The IANA time zone the time built-in speaks in, e.g. ``"Europe/Berlin"``.
     timezone: str = "UTC"
+    #: How long importing one plugin module may take at start (seconds); a slower one is skipped.
+    import_timeout_s: float = Field(default=10.0, gt=0, allow_inf_nan=False)
+    #: The address-space limit of an isolated tool's process (MiB); past it, allocations fail.
+    isolated_memory_mb: int = Field(default=1024, ge=128)
     #: Per-tool overrides, keyed by tool name.
     tools: dict[str, ToolOverride] = Field(default_factory=dict)
 

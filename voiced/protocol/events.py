@@ -21,8 +21,10 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from voiced.protocol.models import (
     Chat,
+    ContentTypeValue,
     ErrorData,
     Message,
+    RoleValue,
     SessionConfig,
     ToolOutput,
     WireModel,
@@ -72,8 +74,8 @@ class AudioDeltaData(WireModel):
 
 
 class MessageCreateData(WireModel):
-    role: str
-    content_type: str = "text"
+    role: RoleValue
+    content_type: ContentTypeValue = "text"
     content: str
 
 

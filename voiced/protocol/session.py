@@ -8,7 +8,10 @@ raises :class:`SessionStateError` before anything is sent. After the socket drop
 session keeps the ``conversation_id`` so the next ``chat.update`` resumes the same context
 (protocol.md §3.1, "Config is per connection").
 
-All connection-state transitions live in :data:`TRANSITIONS`, one table in the manner of h11.
+All connection-state transitions live in :data:`TRANSITIONS`, one table in the manner of h11; every
+chat's lifecycle (created → in_progress ⇄ requires_action → completed / failed / canceled) in
+:data:`CHAT_TRANSITIONS`. ``receive`` also returns the frames the protocol itself requires in
+answer (:class:`FrameToSend`: ``chat.update`` after ``chat.created``): send them first.
 """
 
 from __future__ import annotations
@@ -97,7 +100,58 @@ TRANSITIONS: dict[tuple[ConnectionState, Move], ConnectionState] = {
 #: input_text.generate_audio replies carry this placeholder chat id [trace].
 GENERATED_AUDIO_CHAT_ID = "0"
 
-_FINAL_CHAT_STATUSES = frozenset({"completed", "failed", "canceled"})
+
+class ChatStatus(enum.Enum):
+    CREATED = "created"
+    IN_PROGRESS = "in_progress"
+    REQUIRES_ACTION = "requires_action"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+
+class ChatMove(enum.Enum):
+    RECV_CREATED = "recv conversation.chat.created"
+    RECV_IN_PROGRESS = "recv conversation.chat.in_progress"
+    RECV_REQUIRES_ACTION = "recv conversation.chat.requires_action"
+    SEND_TOOL_OUTPUTS = "send submit_tool_outputs"
+    RECV_AUDIO = "recv conversation.audio.delta"
+    RECV_COMPLETED = "recv conversation.chat.completed"
+    RECV_FAILED = "recv conversation.chat.failed"
+    CANCEL = "cancel"
+
+
+C = ChatStatus
+M = ChatMove
+#: Every chat-lifecycle transition; a chat never announced is None. A pair not here is illegal: the
+#: event is reported as :class:`OutOfOrder` and changes nothing.
+CHAT_TRANSITIONS: dict[tuple[ChatStatus | None, ChatMove], ChatStatus] = {
+    (None, M.RECV_CREATED): C.CREATED,
+    (C.CREATED, M.RECV_CREATED): C.CREATED,
+    (C.CREATED, M.RECV_IN_PROGRESS): C.IN_PROGRESS,
+    (C.IN_PROGRESS, M.RECV_IN_PROGRESS): C.IN_PROGRESS,
+    (C.REQUIRES_ACTION, M.RECV_IN_PROGRESS): C.IN_PROGRESS,
+    (C.CREATED, M.RECV_REQUIRES_ACTION): C.REQUIRES_ACTION,
+    (C.IN_PROGRESS, M.RECV_REQUIRES_ACTION): C.REQUIRES_ACTION,
+    (C.REQUIRES_ACTION, M.SEND_TOOL_OUTPUTS): C.IN_PROGRESS,
+    (C.CREATED, M.RECV_AUDIO): C.CREATED,
+    (C.IN_PROGRESS, M.RECV_AUDIO): C.IN_PROGRESS,
+    (C.REQUIRES_ACTION, M.RECV_AUDIO): C.REQUIRES_ACTION,
+    # Audio may trail the chat's own end event by a frame or two.
+    (C.COMPLETED, M.RECV_AUDIO): C.COMPLETED,
+    (C.FAILED, M.RECV_AUDIO): C.FAILED,
+    (C.CREATED, M.RECV_COMPLETED): C.COMPLETED,
+    (C.IN_PROGRESS, M.RECV_COMPLETED): C.COMPLETED,
+    (C.REQUIRES_ACTION, M.RECV_COMPLETED): C.COMPLETED,
+    (C.CREATED, M.RECV_FAILED): C.FAILED,
+    (C.IN_PROGRESS, M.RECV_FAILED): C.FAILED,
+    (C.REQUIRES_ACTION, M.RECV_FAILED): C.FAILED,
+    (None, M.CANCEL): C.CANCELED,
+    (C.CREATED, M.CANCEL): C.CANCELED,
+    (C.IN_PROGRESS, M.CANCEL): C.CANCELED,
+    (C.REQUIRES_ACTION, M.CANCEL): C.CANCELED,
+    (C.CANCELED, M.CANCEL): C.CANCELED,
+}
 
 
 # --- what receive() reports, beyond the typed server event itself --------------------------------
@@ -148,15 +202,29 @@ class ChatCancelled:
 
 
 @dataclass(frozen=True, slots=True)
+class FrameToSend:
+    """A frame the protocol requires in answer to what was received: send it before anything else."""
+
+    frame: str
+
+
+@dataclass(frozen=True, slots=True)
 class OutOfOrder:
     """A server event that the protocol does not expect in ``state``; it was ignored. Log it."""
 
     event_type: str
-    state: ConnectionState
+    state: ConnectionState | ChatStatus | None
 
 
 SessionEvent = (
-    AnyServerEvent | AudioChunk | StaleAudio | InvalidAudio | ToolCallsRequested | ChatCancelled | OutOfOrder
+    AnyServerEvent
+    | AudioChunk
+    | StaleAudio
+    | InvalidAudio
+    | ToolCallsRequested
+    | ChatCancelled
+    | OutOfOrder
+    | FrameToSend
 )
 ReceiveResult = SessionEvent | UnknownEvent | MalformedEvent
 
@@ -180,7 +248,7 @@ class ClientSession:
         self.state = ConnectionState.AWAITING_CREATED
         self.conversation_id: str | None = None
         self.current_chat_id: str | None = None
-        self.chat_status: OrderedDict[str, str] = OrderedDict()
+        self.chat_status: OrderedDict[str, ChatStatus] = OrderedDict()
         self.pending_tool_calls: dict[str, list[ToolCall]] = {}
         self.effective_config: SessionConfig | None = None
         self.last_logid: str | None = None
@@ -227,7 +295,12 @@ class ClientSession:
             case ConversationAudioDelta():
                 return [self._audio(event)]
             case ChatCreated():
-                return self._received_move(Move.RECV_CHAT_CREATED, event)
+                results = self._received_move(Move.RECV_CHAT_CREATED, event)
+                if self.state is ConnectionState.CREATED:
+                    # protocol.md §3.1: configure before anything else; the server default input
+                    # format would reject our audio.
+                    results.append(FrameToSend(self.update()))
+                return results
             case ChatUpdated():
                 if not self._try_move(Move.RECV_CHAT_UPDATED):
                     return [event, OutOfOrder(event.event_type, self.state)]
@@ -238,24 +311,35 @@ class ClientSession:
                 return [event]
             case ConversationChatCreated() | ConversationChatInProgress():
                 chat = event.data
+                if self.is_cancelled(chat.id):
+                    return [event]
+                move = M.RECV_CREATED if isinstance(event, ConversationChatCreated) else M.RECV_IN_PROGRESS
+                if not self._chat_move(chat.id, move):
+                    return [event, OutOfOrder(event.event_type, self.chat_status.get(chat.id))]
                 self.current_chat_id = chat.id
-                self._set_status(chat.id, chat.status or "in_progress")
                 if chat.conversation_id and chat.conversation_id != "0":
                     self.conversation_id = chat.conversation_id
                 return [event]
             case ConversationChatRequiresAction():
                 chat = event.data
-                self._set_status(chat.id, "requires_action")
-                calls = chat.tool_calls
                 if self.is_cancelled(chat.id):
                     return [event]
+                if not self._chat_move(chat.id, M.RECV_REQUIRES_ACTION):
+                    return [event, OutOfOrder(event.event_type, self.chat_status.get(chat.id))]
+                # A repeated tool_call_id is one call: it gets one output (the server keys outputs by id).
+                distinct: dict[str, ToolCall] = {}
+                for call in chat.tool_calls:
+                    distinct.setdefault(call.id, call)
+                calls = list(distinct.values())
                 self.pending_tool_calls[chat.id] = calls
                 return [event, ToolCallsRequested(chat.id, calls)]
             case ConversationChatCompleted() | ConversationChatFailed():
                 chat = event.data
-                self._set_status(
-                    chat.id, "completed" if isinstance(event, ConversationChatCompleted) else "failed"
-                )
+                if self.is_cancelled(chat.id):
+                    return [event]
+                move = M.RECV_COMPLETED if isinstance(event, ConversationChatCompleted) else M.RECV_FAILED
+                if not self._chat_move(chat.id, move):
+                    return [event, OutOfOrder(event.event_type, self.chat_status.get(chat.id))]
                 self.pending_tool_calls.pop(chat.id, None)
                 if self.current_chat_id == chat.id:
                     self.current_chat_id = None
@@ -287,22 +371,30 @@ class ClientSession:
         self.mark_cancelled(chat_id)
         return [ChatCancelled(chat_id, reason)]
 
-    def _audio(self, event: ConversationAudioDelta) -> AudioChunk | StaleAudio | InvalidAudio:
+    def _audio(self, event: ConversationAudioDelta) -> AudioChunk | StaleAudio | InvalidAudio | OutOfOrder:
         chat_id = event.data.chat_id or GENERATED_AUDIO_CHAT_ID
         if self.is_cancelled(chat_id):
             # Size from the base64 length: no need to decode what is thrown away.
             return StaleAudio(chat_id, len(event.data.content) * 3 // 4)
+        # Speech of input_text.generate_audio belongs to no chat; any other delta needs its chat.
+        if chat_id != GENERATED_AUDIO_CHAT_ID and not self._chat_move(chat_id, M.RECV_AUDIO):
+            return OutOfOrder(event.event_type, self.chat_status.get(chat_id))
         try:
             payload = event.audio()
         except ValueError as exc:
             return InvalidAudio(chat_id, str(exc))
         return AudioChunk(chat_id, payload, event)
 
-    def _set_status(self, chat_id: str, status: str) -> None:
-        self.chat_status[chat_id] = status
+    def _chat_move(self, chat_id: str, move: ChatMove) -> bool:
+        """Apply ``move`` to ``chat_id``'s lifecycle; False (nothing changed) when the table forbids it."""
+        new = CHAT_TRANSITIONS.get((self.chat_status.get(chat_id), move))
+        if new is None:
+            return False
+        self.chat_status[chat_id] = new
         self.chat_status.move_to_end(chat_id)
         while len(self.chat_status) > self._max_cancelled:
             self.chat_status.popitem(last=False)
+        return True
 
     # --- interrupts -------------------------------------------------------------------------------
 
@@ -316,8 +408,7 @@ class ClientSession:
         self._cancelled.move_to_end(chat_id)
         while len(self._cancelled) > self._max_cancelled:
             self._cancelled.popitem(last=False)
-        if chat_id not in self.chat_status or self.chat_status[chat_id] not in _FINAL_CHAT_STATUSES:
-            self._set_status(chat_id, "canceled")
+        self._chat_move(chat_id, M.CANCEL)
         if self.current_chat_id == chat_id:
             self.current_chat_id = None
         return self.pending_tool_calls.pop(chat_id, [])
@@ -339,7 +430,8 @@ class ClientSession:
         """The ``chat.update`` frame for ``config`` (default: the session's own).
 
         The known ``conversation_id`` is filled in unless ``config`` names one, so that a reconnect
-        keeps its context. No audio may be sent until ``chat.updated`` is received.
+        keeps its context; a prologue is asked for only while no conversation is known. No audio may
+        be sent until ``chat.updated`` is received.
         """
         self._require_open("send chat.update")
         chosen = (config if config is not None else self.config).model_copy(deep=True)
@@ -348,6 +440,10 @@ class ClientSession:
             if not chat_config.conversation_id:
                 chat_config.conversation_id = self.conversation_id
             chosen.chat_config = chat_config
+            if chosen.need_play_prologue:
+                # The opening line belongs to the start of a conversation, not to a reconnect resuming it.
+                chosen.need_play_prologue = None
+                chosen.prologue_content = None
         self._move(Move.SEND_UPDATE)
         if config is not None:
             self.config = config
@@ -405,12 +501,12 @@ class ClientSession:
         pending = self.pending_tool_calls.get(chat_id)
         if pending is None:
             raise SessionStateError(f"chat {chat_id} has no pending tool calls")
-        want = sorted(call.id for call in pending)
+        want = sorted({call.id for call in pending})
         got = sorted(output.tool_call_id for output in outputs)
         if want != got:
             raise SessionStateError(f"tool outputs for {got} do not match the pending calls {want}")
         del self.pending_tool_calls[chat_id]
-        self._set_status(chat_id, "in_progress")
+        self._chat_move(chat_id, M.SEND_TOOL_OUTPUTS)
         return self._frame(
             ConversationChatSubmitToolOutputs(
                 data=SubmitToolOutputsData(chat_id=chat_id, tool_outputs=outputs)
