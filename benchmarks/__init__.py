@@ -3,7 +3,7 @@
 Every module named `*_bench.py` in this package is discovered and must define:
 
     NAME: str                                   the key of its results in results.json
-    def run(quick: bool) -> BenchReport         measure; `quick` must keep the whole suite < 30 s
+    def run(quick: bool) -> BenchReport         measure; `quick` must keep the whole suite to a minute or two
 
 `python -m benchmarks` prints each report's tables and merges `{NAME: report.data}` into
 benchmarks/results.json, leaving other modules' keys alone.

@@ -202,7 +202,7 @@ class ByteCountingProxy:
             self._server.close()
 
 
-def _write_wav(path: Path, pcm: Int16Array, rate_hz: int) -> None:
+def write_wav(path: Path, pcm: Int16Array, rate_hz: int) -> None:
     with wave.open(str(path), "wb") as wav:
         wav.setnchannels(1)
         wav.setsampwidth(2)
@@ -210,7 +210,7 @@ def _write_wav(path: Path, pcm: Int16Array, rate_hz: int) -> None:
         wav.writeframes(pcm.astype("<i2").tobytes())
 
 
-def _conversation_mic(seconds: float) -> Int16Array:
+def conversation_mic(seconds: float) -> Int16Array:
     """1 s of silence, then the utterance every 6 s (3 s of it, 3 s of quiet), ``seconds`` long."""
     speech = utterance_pcm()
     period = np.concatenate([speech, np.zeros(3 * 16000, dtype=np.int16)])
@@ -222,6 +222,18 @@ def _proc_cpu_s(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     # utime and stime are fields 14 and 15 of stat; after the ")" they are the 12th and 13th.
     return (int(fields[11]) + int(fields[12])) / _CLK_TCK
+
+
+def _proc_wakeups(pid: int) -> int:
+    """Voluntary context switches of all the process's threads: each is a sleep that ended in a
+    wake-up (a timer, a socket, a device callback)."""
+    total = 0
+    for status in Path(f"/proc/{pid}/task").glob("*/status"):
+        with contextlib.suppress(OSError):
+            for line in status.read_text().splitlines():
+                if line.startswith("voluntary_ctxt_switches:"):
+                    total += int(line.split()[1])
+    return total
 
 
 def _proc_hwm_mb(pid: int) -> float:
@@ -237,13 +249,14 @@ class ProcessRun:
     ready_s: float | None = None
     cpu_s_per_s: float | None = None
     peak_rss_mb: float | None = None
+    wakeups_per_s: float | None = None
     up_bytes_per_s: float | None = None
     down_bytes_per_s: float | None = None
     log: str = ""
     stats: dict[str, Any] | None = None
 
 
-async def _run_process(
+async def run_process(
     name: str,
     argv: list[str],
     proxy: ByteCountingProxy,
@@ -251,7 +264,11 @@ async def _run_process(
     seconds: float,
     workdir: Path,
     stats_json: Path | None,
+    extra_env: dict[str, str] | None = None,
+    attach: list[str] | None = None,
 ) -> ProcessRun:
+    """Run `argv` until READY, measure it for `seconds`, stop it. `attach` is a command (e.g. a
+    profiler) run with the process id appended for the measured window, then interrupted."""
     result = ProcessRun(name)
     notify_path = workdir / f"{name}.notify"
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -259,6 +276,7 @@ async def _run_process(
     notify.setblocking(False)
     env = {**os.environ, "COZE_API_TOKEN": TOKEN, "NOTIFY_SOCKET": str(notify_path), "PYTHONUNBUFFERED": "1"}
     env.pop("VOICED_CONFIG", None)
+    env.update(extra_env or {})
     stderr_path = workdir / f"{name}.stderr"
     loop = asyncio.get_running_loop()
     with stderr_path.open("wb") as stderr:
@@ -278,9 +296,14 @@ async def _run_process(
                 raise RuntimeError(f"{name}: no READY=1 within 30 s; its stderr ends with:\n{tail}") from None
             result.ready_s = time.monotonic() - started
             cpu0, up0, down0, t0 = _proc_cpu_s(proc.pid), proxy.up_bytes, proxy.down_bytes, time.monotonic()
-            await asyncio.sleep(seconds)
+            wake0 = _proc_wakeups(proc.pid)
+            if attach:
+                await _attached([*attach, str(proc.pid)], seconds)
+            else:
+                await asyncio.sleep(seconds)
             elapsed = time.monotonic() - t0
             result.cpu_s_per_s = (_proc_cpu_s(proc.pid) - cpu0) / elapsed
+            result.wakeups_per_s = (_proc_wakeups(proc.pid) - wake0) / elapsed
             result.peak_rss_mb = _proc_hwm_mb(proc.pid)
             result.up_bytes_per_s = (proxy.up_bytes - up0) / elapsed
             result.down_bytes_per_s = (proxy.down_bytes - down0) / elapsed
@@ -299,7 +322,22 @@ async def _run_process(
     return result
 
 
-def _voiced_turn_summaries(log: str) -> list[dict[str, Any]]:
+async def _attached(argv: list[str], seconds: float) -> None:
+    """Run `argv` for `seconds`, then SIGINT it (a profiler writes its data then) and reap it."""
+    tool = await asyncio.create_subprocess_exec(*argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        await asyncio.sleep(seconds)
+    finally:
+        if tool.returncode is None:
+            tool.send_signal(signal.SIGINT)
+        try:
+            await asyncio.wait_for(tool.wait(), 30)
+        except TimeoutError:
+            tool.kill()
+            await asyncio.wait_for(tool.wait(), 10)
+
+
+def voiced_turn_summaries(log: str) -> list[dict[str, Any]]:
     turns = []
     for line in log.splitlines():
         with contextlib.suppress(ValueError):
@@ -315,11 +353,11 @@ async def bench_processes(seconds: float) -> dict[str, ProcessRun]:
     settings = EmulatorSettings(
         port=0, scenario=load_scenario("long"), faults=faults, think_delay_ms=100.0, ping_interval_s=0
     )
-    mic16 = _conversation_mic(seconds + 10.0)
+    mic16 = conversation_mic(seconds + 10.0)
     with tempfile.TemporaryDirectory(prefix="voiced-bench-") as tmp:
         workdir = Path(tmp)
-        _write_wav(workdir / "mic16.wav", mic16, 16000)
-        _write_wav(workdir / "mic24.wav", resample(mic16, 16000, 24000), 24000)
+        write_wav(workdir / "mic16.wav", mic16, 16000)
+        write_wav(workdir / "mic24.wav", resample(mic16, 16000, 24000), 24000)
         async with contextlib.AsyncExitStack() as stack:
             jobs = []
             for name, codec in (("voiced_opus", "opus"), ("voiced_pcm", "pcm"), ("baseline", None)):
@@ -345,9 +383,85 @@ async def bench_processes(seconds: float) -> dict[str, ProcessRun]:
                         "--output-wav", str(workdir / f"{name}.out.wav"),
                     ]  # fmt: skip
                 jobs.append(
-                    _run_process(name, argv, proxy, seconds=seconds, workdir=workdir, stats_json=stats_json)
+                    run_process(name, argv, proxy, seconds=seconds, workdir=workdir, stats_json=stats_json)
                 )
             runs = await asyncio.gather(*jobs)
+    return {run.name: run for run in runs}
+
+
+def voiced_argv(url: str, codec: str, turn_detection: str, wav_dir: Path | None, name: str) -> list[str]:
+    argv = [
+        sys.executable, "-m", "voiced", "run",
+        "--set", f"coze.base_url={url}", "--set", f"coze.bot_id={BOT_ID}",
+        "--set", f"session.turn_detection={turn_detection}",
+        "--set", f"session.input_codec={codec}", "--set", f"session.output_codec={codec}",
+        "--log-format", "json", "--log-level", "info",
+    ]  # fmt: skip
+    if wav_dir is not None:
+        argv += ["--input-wav", str(wav_dir / "mic16.wav"), "--output-wav", str(wav_dir / f"{name}.out.wav")]
+    return argv
+
+
+async def bench_device_processes(seconds: float) -> dict[str, ProcessRun]:
+    """`voiced run` on real PortAudio through a private headless PulseAudio (ALSA `pulse` plugin ->
+    PulseAudio pipe source/sink), full duplex and idle, and idle on WAV devices, concurrently.
+
+    Returns no PulseAudio runs when the pulseaudio binary is absent (the table says so)."""
+    from tests.support.pulse import PulseServer, pulse_available
+
+    faults = FaultSettings(stale_deltas_after_cancel=5)
+    settings = EmulatorSettings(
+        port=0, scenario=load_scenario("long"), faults=faults, think_delay_ms=100.0, ping_interval_s=0
+    )
+    mic16 = conversation_mic(seconds + 10.0)
+    with tempfile.TemporaryDirectory(prefix="vb-") as tmp:
+        workdir = Path(tmp)
+        silent_dir = workdir / "silent"
+        silent_dir.mkdir()
+        write_wav(silent_dir / "mic16.wav", np.zeros(int((seconds + 40.0) * 16000), dtype=np.int16), 16000)
+        servers: list[PulseServer] = []
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                jobs = []
+                plan: list[tuple[str, str, bool]] = [("voiced_idle_wav", "client_interrupt", False)]
+                if pulse_available():
+                    plan = [
+                        ("voiced_opus_pulse", "server_vad", True),
+                        ("voiced_idle_pulse", "client_interrupt", True),
+                        *plan,
+                    ]
+                for name, turn_detection, on_pulse in plan:
+                    emu = await stack.enter_async_context(serve_emulator(settings))
+                    port = int(emu.url.rsplit(":", 1)[1])
+                    proxy = await stack.enter_async_context(ByteCountingProxy(port).serving())
+                    extra_env: dict[str, str] = {}
+                    if on_pulse:
+                        root = workdir / name[-12:]
+                        root.mkdir()
+                        server = PulseServer(root)
+                        await asyncio.to_thread(server.start)
+                        servers.append(server)
+                        if turn_detection == "server_vad":
+                            server.say(mic16)
+                        extra_env = server.client_env()
+                    argv = voiced_argv(
+                        proxy.url, "opus", turn_detection, None if on_pulse else silent_dir, name
+                    )
+                    jobs.append(
+                        run_process(
+                            name,
+                            argv,
+                            proxy,
+                            seconds=seconds,
+                            workdir=workdir,
+                            stats_json=None,
+                            extra_env=extra_env,
+                        )
+                    )
+                runs = await asyncio.gather(*jobs)
+        finally:
+            for server in servers:
+                await asyncio.to_thread(server.stop)
     return {run.name: run for run in runs}
 
 
@@ -434,6 +548,9 @@ async def _run(quick: bool) -> BenchReport:
     procs = await bench_processes(seconds)
     phase_s["processes"] = time.monotonic() - started
     started = time.monotonic()
+    device_procs = await bench_device_processes(seconds)
+    phase_s["device_processes"] = time.monotonic() - started
+    started = time.monotonic()
     chosen = [JITTER_PROFILES[0], JITTER_PROFILES[3]] if quick else JITTER_PROFILES
     profiles = [
         {"profile": label, "codec": codec, **await bench_jitter_profile(codec, faults, jitter_turns)}
@@ -506,17 +623,41 @@ async def _run(quick: bool) -> BenchReport:
         return [label, *(_fmt(v) for v in shown), _ratio(values[0], values[2]), _ratio(values[1], values[2])]
 
     res.rows.append(rrow("CPU ms per s of conversation", "cpu_s_per_s", 1000.0, 1))
+    res.rows.append(rrow("wake-ups per s (voluntary context switches, all threads)", "wakeups_per_s", 1.0, 0))
     res.rows.append(rrow("peak RSS (VmHWM), MB", "peak_rss_mb", 1.0, 1))
     res.rows.append(rrow("start -> READY, s", "ready_s", 1.0, 2))
     res.rows.append(rrow("uplink on the wire, kB/s", "up_bytes_per_s", 1 / 1000.0, 2))
     res.rows.append(rrow("downlink on the wire, kB/s", "down_bytes_per_s", 1 / 1000.0, 2))
     underruns: dict[str, Any] = {}
     for proc_run in (vo, vp):
-        turns = _voiced_turn_summaries(proc_run.log)
+        turns = voiced_turn_summaries(proc_run.log)
         underruns[proc_run.name] = sum(int(t.get("underruns") or 0) for t in turns), len(turns)
     underruns["baseline"] = (base.get("underruns"), base.get("replies"))
     shown = [f"{u} ({n})" for u, n in (underruns[k] for k in ("voiced_opus", "voiced_pcm", "baseline"))]
     res.rows.append(["underruns (replies)", *shown, "", ""])
+
+    dev = Table(
+        f"voiced run on real PortAudio (sounddevice -> ALSA pulse plugin -> private headless PulseAudio, "
+        f"pipe source/sink) beside WAV devices; {seconds:.0f} s after READY; opus",
+        ["measure", "full duplex, PulseAudio", "idle, PulseAudio", "idle, WAV devices", "full duplex, WAV"],
+    )
+    columns = [device_procs.get(k) for k in ("voiced_opus_pulse", "voiced_idle_pulse", "voiced_idle_wav")]
+    columns.append(vo)
+
+    def drow(label: str, attr: str, scale: float, digits: int) -> list[Any]:
+        cells = []
+        for r in columns:
+            v = None if r is None else getattr(r, attr)
+            cells.append(
+                "n/a (no pulseaudio)" if r is None else _fmt(None if v is None else round(v * scale, digits))
+            )
+        return [label, *cells]
+
+    dev.rows.append(drow("CPU ms per s", "cpu_s_per_s", 1000.0, 1))
+    dev.rows.append(drow("wake-ups per s", "wakeups_per_s", 1.0, 0))
+    dev.rows.append(drow("peak RSS (VmHWM), MB", "peak_rss_mb", 1.0, 1))
+    dev.rows.append(drow("start -> READY, s", "ready_s", 1.0, 2))
+    dev.rows.append(drow("uplink on the wire, kB/s", "up_bytes_per_s", 1 / 1000.0, 2))
 
     jit = Table(
         "Jitter buffer end to end (emulator downlink profiles, text turns)",
@@ -535,24 +676,39 @@ async def _run(quick: bool) -> BenchReport:
             r.name: {
                 "cpu_s_per_s": r.cpu_s_per_s,
                 "peak_rss_mb": r.peak_rss_mb,
+                "wakeups_per_s": r.wakeups_per_s,
                 "ready_s": r.ready_s,
                 "up_bytes_per_s": r.up_bytes_per_s,
                 "down_bytes_per_s": r.down_bytes_per_s,
                 "underruns_replies": underruns.get(r.name),
             }
-            for r in (vo, vp, bl)
+            for r in (vo, vp, bl, *device_procs.values())
         },
         "baseline_self_measured": base,
         "jitter_profiles": profiles,
         "conversation_s": seconds,
         "phase_s": {k: round(v, 1) for k, v in phase_s.items()},
     }
-    return BenchReport(tables=[lat, res, jit], data=data)
+    return BenchReport(tables=[lat, res, dev, jit], data=data)
+
+
+#: The whole module's limit: every await inside has its own, this catches anything that slips through.
+_RUN_TIMEOUT_S = {True: 240.0, False: 1200.0}
+
+
+async def _run_with_timeout(quick: bool) -> BenchReport:
+    try:
+        async with asyncio.timeout(_RUN_TIMEOUT_S[quick]):
+            return await _run(quick)
+    except TimeoutError:
+        raise RuntimeError(
+            f"the end-to-end benchmark hung: no result after {_RUN_TIMEOUT_S[quick]:.0f} s"
+        ) from None
 
 
 def run(quick: bool) -> BenchReport:
     """Everything above; ``quick`` keeps it to well under a minute."""
-    return asyncio.run(_run(quick))
+    return asyncio.run(_run_with_timeout(quick))
 
 
 if __name__ == "__main__":

@@ -20,8 +20,9 @@ with_test=0
 apt_runtime=(libopus0 libportaudio2 espeak-ng)
 # A private headless PulseAudio with virtual devices lets the tests drive real PortAudio
 # through ALSA's pulse plugin. chromium: the kiosk page is tested in a real browser (playwright
-# drives the system's Chromium; it never downloads one).
-apt_test=(pulseaudio pulseaudio-utils libasound2-plugins chromium)
+# drives the system's Chromium; it never downloads one). valgrind: the benchmark counts
+# instructions with callgrind.
+apt_test=(pulseaudio pulseaudio-utils libasound2-plugins chromium valgrind)
 
 log() { printf 'setup: %s\n' "$*" >&2; }
 

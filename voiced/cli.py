@@ -144,7 +144,10 @@ def require_token(config: VoicedConfig) -> None:
         )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command_name: str | None = None) -> argparse.ArgumentParser:
+    """The command-line parser. Given the command about to run, the argument modules of the demo and
+    the emulator are imported only when needed: ``voiced run`` must not load the emulator."""
+    full = command_name not in _LEAN_COMMANDS
     raw = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(
         prog="voiced",
@@ -179,9 +182,10 @@ def build_parser() -> argparse.ArgumentParser:
         "./voiced-demo-reply.wav. --call TOOL --args JSON makes the bot call one of your plugins.",
     )
     _add_config_options(demo)
-    from voiced.demo import add_arguments as demo_arguments
+    if full:
+        from voiced.demo import add_arguments as demo_arguments
 
-    demo_arguments(demo)
+        demo_arguments(demo)
 
     check = command(
         "check",
@@ -212,17 +216,18 @@ def build_parser() -> argparse.ArgumentParser:
     show = config_sub.add_parser("show", help="every setting, its value and its source")
     _add_config_options(show)
 
-    from voiced.emulator.cli import SCENARIO_HELP
-    from voiced.emulator.cli import add_arguments as emulator_arguments
-
     emulator = sub.add_parser(
         "emulator",
         help="serve the local Coze-compatible emulator",
         description="Serve the local Coze-compatible chat server until SIGINT/SIGTERM.",
-        epilog=SCENARIO_HELP,
         formatter_class=raw,
     )
-    emulator_arguments(emulator)
+    if full:
+        from voiced.emulator.cli import SCENARIO_HELP
+        from voiced.emulator.cli import add_arguments as emulator_arguments
+
+        emulator.epilog = SCENARIO_HELP
+        emulator_arguments(emulator)
 
     plugins = command(
         "plugins",
@@ -240,7 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Parse ``argv`` and run the subcommand; returns the process exit code."""
-    parser = build_parser()
+    words = sys.argv[1:] if argv is None else argv
+    parser = build_parser(next((word for word in words if not word.startswith("-")), None))
     # Plugins print, and tracebacks quote values: neither may show the token on the console/journal.
     install_redacting_streams()
     args = parser.parse_args(argv)
@@ -264,6 +270,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
 
+
+# Commands whose parser needs neither the demo's nor the emulator's arguments (kept lean to start fast).
+_LEAN_COMMANDS = frozenset({"run", "check", "devices", "plugins", "config", "kiosk"})
 
 # Commands that install their own SIGHUP/SIGUSR1/SIGUSR2 handlers once they are ready.
 _DAEMON_COMMANDS = frozenset({"run", "demo"})

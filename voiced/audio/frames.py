@@ -56,15 +56,39 @@ def int16_to_float(x: Int16Array) -> npt.NDArray[np.float32]:
     return x.astype(np.float32) / 32768.0
 
 
+def _dbfs_from_energy(energy: float, n_samples: int) -> float:
+    if n_samples == 0 or energy <= 0.0:
+        return SILENCE_DBFS
+    # 10*log10(mean square / full scale^2) is 20*log10(rms / full scale) without the square root.
+    return max(SILENCE_DBFS, 10.0 * math.log10(energy / (n_samples * 32768.0 * 32768.0)))
+
+
 def level_dbfs(pcm: bytes | npt.NDArray[np.generic]) -> float:
     """RMS level in dBFS of s16le bytes or int16 samples; SILENCE_DBFS (-120) for digital silence."""
     x = as_int16(pcm)
     if x.size == 0:
         return SILENCE_DBFS
-    rms = math.sqrt(float(np.mean(np.square(x.astype(np.float64)))))
-    if rms <= 0.0:
-        return SILENCE_DBFS
-    return max(SILENCE_DBFS, 20.0 * math.log10(rms / 32768.0))
+    xf = x.astype(np.float64)
+    return _dbfs_from_energy(float(np.dot(xf, xf)), int(x.size))
+
+
+class LevelMeter:
+    """RMS level in dBFS of fixed-size s16le frames with no per-frame array allocation.
+
+    Keep one per stream; `level(frame)` converts into a preallocated buffer and takes one dot product.
+    Frames of another size fall back to `level_dbfs`.
+    """
+
+    def __init__(self, frame_samples: int) -> None:
+        self.frame_samples = frame_samples
+        self._buf = np.zeros(frame_samples, dtype=np.float64)
+
+    def level(self, frame: bytes | bytearray | memoryview) -> float:
+        """Level of one frame of `frame_samples` s16le samples (same value as `level_dbfs`)."""
+        if len(frame) != self.frame_samples * BYTES_PER_SAMPLE:
+            return level_dbfs(bytes(frame))
+        np.copyto(self._buf, np.frombuffer(frame, dtype="<i2"))
+        return _dbfs_from_energy(float(np.dot(self._buf, self._buf)), self.frame_samples)
 
 
 class FrameAssembler:

@@ -19,25 +19,28 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
-import numpy as np
-
-from voiced.audio.frames import BYTES_PER_SAMPLE, level_dbfs
+from voiced.audio.frames import BYTES_PER_SAMPLE, LevelMeter, level_dbfs
+from voiced.audio.quantile import SlidingPercentile
 from voiced.audio.settings import VadSettings
 
 __all__ = [
     "SpeechAudio",
+    "SpeechClassifier",
     "SpeechEnded",
     "SpeechStarted",
     "TurnDetector",
     "TurnEvent",
+    "WebRtcClassifier",
     "level_dbfs",
+    "make_classifier",
 ]
 
 _WEBRTC_RATES_HZ = (8000, 16000, 32000, 48000)
 _WEBRTC_FRAMES_MS = (10, 20, 30)
 _NOISE_FLOOR_FRAMES = 50
+_NOISE_FLOOR_PERCENT = 20.0
 _END_LOOKBACK_FRAMES = 15
 _MIN_FLOOR_FRAMES = 5
 _VOICED_ABOVE_FLOOR_DB = 6.0
@@ -71,16 +74,48 @@ class SpeechEnded:
 TurnEvent = SpeechStarted | SpeechAudio | SpeechEnded
 
 
-def _load_webrtcvad(aggressiveness: int) -> Any:
-    import webrtcvad  # noqa: PLC0415  (small C extension; imported here to keep module import cheap)
+class SpeechClassifier(Protocol):
+    """Says whether one frame (s16le mono at the detector's rate and frame size) contains speech.
 
-    return webrtcvad.Vad(aggressiveness)
+    The turn detector calls `is_speech` for every frame in order, so a classifier may keep state.
+    """
+
+    def is_speech(self, frame: bytes) -> bool:
+        """True when the frame is speech."""
+        ...
+
+
+class WebRtcClassifier:
+    """webrtcvad (GMM, ~15 us per 20 ms frame): `aggressiveness` 0 lets most sound through, 3 is
+    the strictest. It holds "speech" for ~100 ms after any sound; the detector's energy gate trims that."""
+
+    def __init__(self, aggressiveness: int, sample_rate_hz: int) -> None:
+        import webrtcvad  # noqa: PLC0415  (small C extension; imported here to keep module import cheap)
+
+        self.sample_rate_hz = sample_rate_hz
+        self._vad: Any = webrtcvad.Vad(aggressiveness)
+
+    def is_speech(self, frame: bytes) -> bool:
+        """webrtcvad's decision for the frame."""
+        return bool(self._vad.is_speech(frame, self.sample_rate_hz))
+
+
+def make_classifier(settings: VadSettings, sample_rate_hz: int) -> SpeechClassifier:
+    """The classifier for `settings` (webrtcvad: the neural VADs measured no better per turn and cost
+    100-400x its CPU, see benchmarks/eot_bench.py)."""
+    return WebRtcClassifier(settings.aggressiveness, sample_rate_hz)
 
 
 class TurnDetector:
     """Stateful turn detector; feed it every mic frame in order (see the module docstring)."""
 
-    def __init__(self, settings: VadSettings, sample_rate_hz: int = 16000, frame_ms: int = 20) -> None:
+    def __init__(
+        self,
+        settings: VadSettings,
+        sample_rate_hz: int = 16000,
+        frame_ms: int = 20,
+        classifier: SpeechClassifier | None = None,
+    ) -> None:
         if sample_rate_hz not in _WEBRTC_RATES_HZ:
             raise ValueError(
                 f"webrtcvad supports {_WEBRTC_RATES_HZ} Hz, got {sample_rate_hz} (resample the mic to 16000)"
@@ -93,25 +128,33 @@ class TurnDetector:
         self.frame_samples = sample_rate_hz * frame_ms // 1000
         self.frame_bytes = self.frame_samples * BYTES_PER_SAMPLE
         self._frame_s = frame_ms / 1000.0
-        self._vad = _load_webrtcvad(settings.aggressiveness)
+        # `classifier` replaces webrtcvad (the end-of-turn benchmark evaluates other models this way).
+        self._vad = classifier or make_classifier(settings, sample_rate_hz)
         self._preroll_frames = settings.preroll_ms // frame_ms
         self._warmup_frames = -(-settings.warmup_ms // frame_ms)
         self._silence_frames = -(-settings.silence_ms // frame_ms)
         self._max_frames = settings.max_utterance_ms // frame_ms
         window = max(settings.start_window_frames, settings.barge_in_start_frames)
-        # (timestamp_s, frame, voiced) for the pre-roll plus the start window: bounded by construction.
-        self._recent: deque[tuple[float, bytes, bool]] = deque(maxlen=self._preroll_frames + window)
-        # Levels of recent idle frames (noise floor) and (timestamp_s, level) of the utterance's last
+        # (timestamp_s, frame, voiced, level) for the pre-roll plus the start window: bounded by
+        # construction.
+        self._recent: deque[tuple[float, bytes, bool, float]] = deque(maxlen=self._preroll_frames + window)
+        # Voiced flags of the last start_window_frames frames and their running count, so the start
+        # condition costs O(1) per frame.
+        self._window: deque[bool] = deque(maxlen=settings.start_window_frames)
+        self._window_voiced = 0
+        self._meter = LevelMeter(self.frame_samples)
+        # Noise floor over recent idle frames, and (timestamp_s, level) of the utterance's last
         # frames: webrtcvad keeps saying "speech" for ~100 ms after the voice stops, so the end edge
         # is refined to the last frame that stands clearly above the noise floor.
-        self._idle_levels: deque[float] = deque(maxlen=_NOISE_FLOOR_FRAMES)
+        self._floor = SlidingPercentile(_NOISE_FLOOR_FRAMES, _NOISE_FLOOR_PERCENT, _MIN_FLOOR_FRAMES)
         self._tail: deque[tuple[float, float]] = deque(maxlen=self._silence_frames + _END_LOOKBACK_FRAMES)
         self.reset()
 
     def reset(self) -> None:
         """Forget everything (e.g. after reopening the mic); warm-up applies again."""
         self._recent.clear()
-        self._idle_levels.clear()
+        self._clear_window()
+        self._floor.clear()
         self._tail.clear()
         self._frames_seen = 0
         self._in_speech = False
@@ -126,20 +169,24 @@ class TurnDetector:
         """True between SpeechStarted and SpeechEnded."""
         return self._in_speech
 
-    def _noise_floor_dbfs(self) -> float | None:
-        if len(self._idle_levels) < _MIN_FLOOR_FRAMES:
-            return None
-        return float(np.percentile(np.fromiter(self._idle_levels, dtype=np.float64), 20))
+    @property
+    def noise_floor_dbfs(self) -> float | None:
+        """The current noise floor (20th percentile of recent idle frame levels), None until known."""
+        return self._floor.value()
+
+    def _clear_window(self) -> None:
+        self._window.clear()
+        self._window_voiced = 0
 
     def _is_voiced(self, frame: bytes, level: float, playback_level_dbfs: float | None) -> bool:
         # Always run webrtcvad, even in warm-up: its noise estimate adapts over the first frames, and
         # skipping them would only move the spurious start-of-stream detections past the warm-up.
-        speech = bool(self._vad.is_speech(frame, self.sample_rate_hz))
+        speech = self._vad.is_speech(frame)
         if not speech or self._frames_seen <= self._warmup_frames:
             return False
         # webrtcvad holds "speech" for ~4 frames after any sound; requiring some energy above the
         # noise floor keeps a click from looking like 100 ms of voice and sharpens both edges.
-        floor = self._noise_floor_dbfs()
+        floor = self._floor.value()
         if floor is not None and level < floor + _VOICED_ABOVE_FLOOR_DB:
             return False
         if playback_level_dbfs is not None:
@@ -160,7 +207,7 @@ class TurnDetector:
                 f"({self.sample_rate_hz} Hz s16le mono), got {len(frame)} bytes"
             )
         self._frames_seen += 1
-        level = level_dbfs(frame)
+        level = self._meter.level(frame)
         voiced = self._is_voiced(frame, level, playback_level_dbfs)
         if voiced:
             self.voiced_frames += 1
@@ -168,8 +215,12 @@ class TurnDetector:
             self._tail.append((timestamp_s, level))
             return self._feed_in_speech(frame, timestamp_s, voiced)
         if not voiced:
-            self._idle_levels.append(level)
-        self._recent.append((timestamp_s, frame, voiced))
+            self._floor.push(level)
+        self._recent.append((timestamp_s, frame, voiced, level))
+        if len(self._window) == self._window.maxlen:
+            self._window_voiced -= self._window[0]
+        self._window.append(voiced)
+        self._window_voiced += voiced
         self._consecutive_voiced = self._consecutive_voiced + 1 if voiced else 0
         if not voiced or not self._start_condition(playback_level_dbfs is not None):
             return []
@@ -178,8 +229,7 @@ class TurnDetector:
     def _start_condition(self, barge_in: bool) -> bool:
         if barge_in:
             return self._consecutive_voiced >= self.settings.barge_in_start_frames
-        window = list(self._recent)[-self.settings.start_window_frames :]
-        return sum(v for _, _, v in window) >= self.settings.start_frames
+        return self._window_voiced >= self.settings.start_frames
 
     def _start(self, barge_in: bool) -> SpeechStarted:
         recent = list(self._recent)
@@ -191,13 +241,14 @@ class TurnDetector:
             first_voiced = next(i for i in range(window_start, len(recent)) if recent[i][2])
         onset_s = recent[first_voiced][0]
         keep_from = max(0, first_voiced - self._preroll_frames)
-        audio = b"".join(f for _, f, _ in recent[keep_from:])
+        audio = b"".join(f for _, f, _, _ in recent[keep_from:])
         self._in_speech = True
         self._silence_run = 0
         self._utterance_frames = len(recent) - first_voiced
         self._recent.clear()
+        self._clear_window()
         self._tail.clear()
-        self._tail.extend((ts, level_dbfs(f)) for ts, f, _ in recent[first_voiced:])
+        self._tail.extend((ts, level) for ts, _, _, level in recent[first_voiced:])
         self._consecutive_voiced = 0
         return SpeechStarted(timestamp_s=onset_s, audio=audio)
 
@@ -220,7 +271,7 @@ class TurnDetector:
 
     def _refined_end_s(self) -> float:
         coarse = self._silence_started_s
-        floor = self._noise_floor_dbfs()
+        floor = self._floor.value()
         if floor is None:
             return coarse
         threshold = floor + _END_ABOVE_FLOOR_DB
@@ -237,4 +288,4 @@ class TurnDetector:
         self._utterance_frames = 0
         self._consecutive_voiced = 0
         self._recent.clear()
-
+        self._clear_window()

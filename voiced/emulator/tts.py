@@ -9,6 +9,7 @@ speech-like to a listener and to webrtcvad, and identical on every machine.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import re
 import shutil
@@ -161,7 +162,8 @@ class Voice:
         finally:
             if process.returncode is None:
                 process.kill()
-                await process.wait()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(process.wait(), _ESPEAK_TIMEOUT_S)
         if process.returncode != 0:
             raise ValueError(f"espeak-ng exited with status {process.returncode}")
         return _wav_payload(stdout)
