@@ -19,7 +19,7 @@ import numpy as np
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
-from voiced.audio.codec import Decoder, Encoder, PcmDecoder, make_decoder, make_encoder
+from voiced.audio.codec import Decoder, PacketEncoder, PcmDecoder, make_decoder, make_packet_encoder
 from voiced.audio.frames import FRAME_MS, MIC_FRAME_BYTES, MIC_RATE_HZ
 from voiced.config import VoicedConfig
 from voiced.conversation.core import (
@@ -114,7 +114,7 @@ class Agent:
             counters=self.counters,
             latency=self.latency,
         )
-        self.encoder: Encoder = make_encoder(
+        self.encoder: PacketEncoder = make_packet_encoder(
             config.session.input_codec, MIC_RATE_HZ, FRAME_MS, config.audio.opus
         )
         self.decoder: Decoder = make_decoder(config.session.output_codec, config.session.output_rate_hz)
@@ -261,6 +261,8 @@ class Agent:
                     self._send_audio(action)
                 case EndTurn():
                     if self._connected:
+                        # The turn's last partial packet (40/60 ms Opus packets) goes before its end.
+                        self._queue_packets(self.encoder.flush(), action.speech_end_s)
                         self._uplink.push_marker(EndOfTurnItem(action.speech_end_s, action.turn))
                         self._wake.set()
                 case SendControl():
@@ -304,7 +306,7 @@ class Agent:
         pcm = action.pcm
         for start in range(0, len(pcm) - MIC_FRAME_BYTES + 1, MIC_FRAME_BYTES):
             try:
-                payload = self.encoder.encode(pcm[start : start + MIC_FRAME_BYTES])
+                packets = self.encoder.push(pcm[start : start + MIC_FRAME_BYTES])
             except ValueError as exc:
                 self._notice(
                     NoticeKind.INTERNAL_ERROR,
@@ -312,14 +314,18 @@ class Agent:
                     {"error": str(exc)},
                 )
                 continue
-            if not self._uplink.push_audio(AudioItem(payload, action.captured_at_s)):
+            self._queue_packets(packets, action.captured_at_s)
+        self._wake.set()
+
+    def _queue_packets(self, packets: list[bytes], captured_at_s: float) -> None:
+        for payload in packets:
+            if not self._uplink.push_audio(AudioItem(payload, captured_at_s)):
                 self.counters.uplink_dropped_frames += 1
                 self._notice(
                     NoticeKind.UPLINK_DROPPED,
                     "the socket is too slow: oldest microphone audio dropped",
                     {"dropped_frames": self.counters.uplink_dropped_frames},
                 )
-        self._wake.set()
 
     def _queue_control(self, frame: str, *, first: bool = False) -> None:
         if len(self._control) >= MAX_CONTROL_FRAMES:
@@ -435,6 +441,7 @@ class Agent:
         self._connected = True
         self._ws = ws
         self.retry_after_s = None
+        self.encoder.reset()
         self._uplink.clear()
         self._control.clear()
         try:

@@ -21,6 +21,7 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from voiced.protocol.append import append_frame, new_append_id
 from voiced.protocol.events import (
     DEFAULT_MAX_FRAME_BYTES,
     AnyServerEvent,
@@ -40,7 +41,6 @@ from voiced.protocol.events import (
     ConversationMessageCreate,
     EventBase,
     GenerateAudioData,
-    InputAudioBufferAppend,
     InputAudioBufferClear,
     InputAudioBufferComplete,
     InputAudioBufferSpeechStarted,
@@ -50,9 +50,9 @@ from voiced.protocol.events import (
     SubmitToolOutputsData,
     UnknownEvent,
     new_event_id,
-    parse_server_frame,
 )
 from voiced.protocol.models import ChatConfig, SessionConfig, ToolCall, ToolOutput
+from voiced.protocol.parse import parse_server_frame_fast
 
 
 class SessionStateError(Exception):
@@ -280,7 +280,7 @@ class ClientSession:
         :class:`StaleAudio` to drop, or :class:`InvalidAudio`; ``requires_action`` is followed by a
         :class:`ToolCallsRequested`.
         """
-        event = parse_server_frame(frame, self.max_frame_bytes)
+        event = parse_server_frame_fast(frame, self.max_frame_bytes)
         if isinstance(event, UnknownEvent):
             self.last_logid = event.logid or self.last_logid
             return [event]
@@ -458,7 +458,8 @@ class ClientSession:
             )
         if not payload:
             raise SessionStateError("empty audio payload: skip the append instead")
-        return InputAudioBufferAppend.from_audio(payload, event_id=new_event_id()).to_frame()
+        # A template, not a model per 20 ms frame: the same bytes (tests/protocol/test_append.py).
+        return append_frame(payload, new_append_id())
 
     def complete(self) -> str:
         """The ``input_audio_buffer.complete`` frame that ends the user's turn (``client_interrupt``)."""
