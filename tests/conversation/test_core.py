@@ -495,3 +495,9 @@ def test_losing_the_connection_abandons_the_turn_and_the_tools() -> None:
     # The next connection configures again before any audio.
     assert not rig.session.ready
     assert list(itertools.islice(rig.of(SendControl, rig.receive(ev.ChatCreated().to_frame())), 1))
+
+
+def test_every_notice_kind_is_its_own() -> None:
+    # Enum members with equal values are aliases: the limiter would share one budget between them.
+    assert len({kind.value for kind in NoticeKind}) == len(list(NoticeKind))
+    assert NoticeKind.INTERRUPTED is not NoticeKind.CONFIGURED

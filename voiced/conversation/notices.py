@@ -11,40 +11,41 @@ import enum
 from dataclasses import dataclass, field
 
 
+@enum.unique
 class NoticeKind(enum.Enum):
-    """Each kind: (log level, lines allowed in a burst before the limiter folds them)."""
+    """Each kind: (its name, log level, lines allowed in a burst before the limiter folds them)."""
 
-    CONFIGURED = ("info", 20)
-    HEARD = ("info", 20)
-    TURN = ("info", 20)
-    WAKE = ("info", 10)
-    LISTEN_TIMEOUT = ("info", 10)
-    STATE = ("debug", 1000)
-    INTERRUPTED = ("info", 20)
-    SERVER_CANCELLED = ("info", 20)
-    TOOLS_CANCELLED = ("info", 10)
-    TOOLS_ABANDONED = ("info", 10)
-    TOOLS_NOT_SUBMITTED = ("warning", 5)
-    CHAT_FAILED = ("warning", 5)
-    UNANSWERED = ("warning", 5)
-    SERVER_ERROR = ("warning", 3)
-    UNKNOWN_EVENT = ("warning", 3)
-    MALFORMED = ("warning", 3)
-    OUT_OF_ORDER = ("warning", 3)
-    INVALID_AUDIO = ("warning", 3)
-    ILLEGAL_MOVE = ("warning", 3)
-    UPLINK_DROPPED = ("warning", 3)
-    INTERNAL_ERROR = ("error", 5)
+    CONFIGURED = ("configured", "info", 20)
+    HEARD = ("heard", "info", 20)
+    TURN = ("turn", "info", 20)
+    WAKE = ("wake", "info", 10)
+    LISTEN_TIMEOUT = ("listen_timeout", "info", 10)
+    STATE = ("state", "debug", 1000)
+    INTERRUPTED = ("interrupted", "info", 20)
+    SERVER_CANCELLED = ("server_cancelled", "info", 20)
+    TOOLS_CANCELLED = ("tools_cancelled", "info", 10)
+    TOOLS_ABANDONED = ("tools_abandoned", "info", 10)
+    TOOLS_NOT_SUBMITTED = ("tools_not_submitted", "warning", 5)
+    CHAT_FAILED = ("chat_failed", "warning", 5)
+    UNANSWERED = ("unanswered", "warning", 5)
+    SERVER_ERROR = ("server_error", "warning", 3)
+    UNKNOWN_EVENT = ("unknown_event", "warning", 3)
+    MALFORMED = ("malformed", "warning", 3)
+    OUT_OF_ORDER = ("out_of_order", "warning", 3)
+    INVALID_AUDIO = ("invalid_audio", "warning", 3)
+    ILLEGAL_MOVE = ("illegal_move", "warning", 3)
+    UPLINK_DROPPED = ("uplink_dropped", "warning", 3)
+    INTERNAL_ERROR = ("internal_error", "error", 5)
 
     @property
     def level(self) -> str:
         """The log level: debug, info, warning or error."""
-        return self.value[0]
+        return self.value[1]
 
     @property
     def burst(self) -> int:
         """Lines logged in a row before the limiter starts folding them."""
-        return self.value[1]
+        return self.value[2]
 
 
 @dataclass(frozen=True, slots=True)
