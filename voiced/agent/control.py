@@ -246,7 +246,9 @@ class DaemonControl:
                 summary = TurnSummary.from_summary(turn.summary())
                 self.last_turn = summary
                 self.publisher.publish(TurnEvent(turn=summary))
-            case Notice(kind=NoticeKind.INTERRUPTED, fields=fields):
+            # NoticeKind members share values (CONFIGURED, HEARD, TURN… are aliases of INTERRUPTED):
+            # the interrupt's notice is the one that names its chats.
+            case Notice(kind=NoticeKind.INTERRUPTED, fields=fields) if "chat_ids" in fields:
                 reason = INTERRUPT_REASONS.get(str(fields.get("reason")), "command")
                 chat_ids = fields.get("chat_ids")
                 chat_id = chat_ids[0] if isinstance(chat_ids, list) and chat_ids else None
