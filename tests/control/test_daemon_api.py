@@ -136,15 +136,18 @@ async def test_every_command_lands_where_it_should() -> None:
 
 
 async def test_bad_commands_get_an_error_and_the_device_runs_on() -> None:
-    async with serve_emulator(EmulatorSettings(port=0, scenario=load_scenario("echo"))) as emu:
-        async with running_device(emu, silent_source()) as device, client(device) as api:
-            await api.event(lambda e: e["type"] == "snapshot")
-            not_json = await api.send_raw("{nope")
-            unknown = await api.command("launch")
-            loud = await api.command("volume", volume_pct=150)
-            empty = await api.command("text", text="")
-            version = await api.send_raw('{"v": 2, "cmd": "status"}')
-            status = await api.command("status")
+    async with (
+        serve_emulator(EmulatorSettings(port=0, scenario=load_scenario("echo"))) as emu,
+        running_device(emu, silent_source()) as device,
+        client(device) as api,
+    ):
+        await api.event(lambda e: e["type"] == "snapshot")
+        not_json = await api.send_raw("{nope")
+        unknown = await api.command("launch")
+        loud = await api.command("volume", volume_pct=150)
+        empty = await api.command("text", text="")
+        version = await api.send_raw('{"v": 2, "cmd": "status"}')
+        status = await api.command("status")
     assert not_json["error"]["code"] == "bad_json"
     assert unknown["error"]["code"] == "bad_command" and "expected one of" in unknown["error"]["message"]
     assert loud["error"]["code"] == "bad_command" and "volume_pct" in loud["error"]["message"]
@@ -174,7 +177,9 @@ async def test_a_client_that_never_reads_does_not_delay_the_audio() -> None:
                         # Hundreds of text events stream ahead of the audio; then the reply is cut.
                         seen = len(api.events)
                         await api.command("text", text=" ".join(["Many words to stream as text."] * 20))
-                        await api.event(lambda e: e["type"] == "reply_text" and e.get("final"), start=seen)
+                        await api.event(
+                            lambda e: e.get("final") is True and e["type"] == "reply_text", start=seen
+                        )
                         await api.command("interrupt")
                         await api.event(lambda e: e["type"] == "turn", start=seen)
                     source.append(utterance_pcm())
