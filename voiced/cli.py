@@ -206,6 +206,15 @@ def build_parser(command_name: str | None = None) -> argparse.ArgumentParser:
         "audio.devices.input_device / audio.devices.output_device.",
     )
 
+    kiosk = command(
+        "kiosk",
+        "print the Chromium command that shows the kiosk page full screen",
+        "The kiosk page is served by `voiced run` at [control] host:port. This prints the Chromium "
+        "command line for a Pi's desktop autostart; it starts nothing.",
+    )
+    kiosk.add_argument("-c", "--config", type=Path, help="config file (default: as voiced run finds it)")
+    kiosk.add_argument("--browser", help="the browser binary (default: chromium)")
+
     config_cmd = command(
         "config",
         "show the effective configuration",
@@ -323,6 +332,11 @@ def _dispatch(args: argparse.Namespace) -> int:
             print()
             print(render_server_devices(server))
         return 0
+    if command == "kiosk":
+        from voiced.control.kiosk import main as kiosk_main
+
+        config_args = ["--config", str(args.config)] if args.config else []
+        return kiosk_main(config_args + (["--browser", args.browser] if args.browser else []))
     if command == "emulator":
         from voiced.emulator.cli import run as run_emulator
 

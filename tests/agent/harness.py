@@ -40,6 +40,8 @@ def daemon_config(emu: Emulator, **overrides: Any) -> VoicedConfig:
         "reconnect.initial_backoff_s": 0.02,
         "reconnect.max_backoff_s": 0.1,
         "reconnect.device_retry_s": 0.05,
+        # Never the real port: tests run side by side.
+        "control.port": 0,
     }
     base.update(overrides)
     return load_config(None, environ={}, overrides=base)

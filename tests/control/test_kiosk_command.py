@@ -45,3 +45,19 @@ def test_the_module_prints_it_from_the_config(tmp_path: Path) -> None:
     bad = run_kiosk("-c", str(config))
     assert bad.returncode == 78
     assert "control.token_file" in bad.stderr
+
+
+def test_voiced_kiosk_prints_it_too(tmp_path: Path) -> None:
+    config = tmp_path / "voiced.toml"
+    config.write_text("[control]\nport = 8802\n", encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, "-m", "voiced", "kiosk", "-c", str(config), "--browser", "chromium"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={"PATH": "/usr/bin:/bin"},
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("chromium --kiosk ")
+    assert done.stdout.strip().endswith(" http://127.0.0.1:8802/")

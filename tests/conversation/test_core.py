@@ -500,4 +500,3 @@ def test_losing_the_connection_abandons_the_turn_and_the_tools() -> None:
 def test_every_notice_kind_is_its_own() -> None:
     # Enum members with equal values are aliases: the limiter would share one budget between them.
     assert len({kind.value for kind in NoticeKind}) == len(list(NoticeKind))
-    assert NoticeKind.INTERRUPTED is not NoticeKind.CONFIGURED

@@ -54,9 +54,9 @@ from voiced.errors import FatalError
 from voiced.log import get_logger
 from voiced.mic.stages import MicPath
 from voiced.mic.turn import TurnDetectorStage
-from voiced.plugins import ToolRunner
+from voiced.plugins import CallResult, ToolRunner
 from voiced.protocol.models import ToolCall
-from voiced.protocol.session import ClientSession, SessionStateError
+from voiced.protocol.session import ClientSession, ReceiveResult, SessionStateError
 
 #: Control frames waiting for the socket (chat.update, cancel, tool outputs): far more than a
 #: conversation produces while a socket stalls; past it the newest is refused and counted.
@@ -122,6 +122,13 @@ class Agent:
         self.on_turn_summary: Callable[[TurnTimeline], None] | None = None
         self.on_ready: Callable[[], None] | None = None
         self.on_state: Callable[[TurnState, TurnState], None] | None = None
+        # Observers for the control API and metrics: called inline, they must return at once.
+        #: Every frame's session results, before the core acts on them (transcripts, reply text).
+        self.on_received: Callable[[list[ReceiveResult]], None] | None = None
+        #: Every action of the core, after it was carried out (turn summaries, interrupts, tools).
+        self.on_action: Callable[[Action], None] | None = None
+        #: A chat's tool calls answered by the plugin host, with their success flags.
+        self.on_tool_results: Callable[[str, list[CallResult]], None] | None = None
         self.volume_pct = config.agent.volume_pct
         self.last_mic_frame_s: float | None = None
         #: After the server asked to reconnect: do not open a new connection before this.
@@ -298,6 +305,8 @@ class Agent:
                     self._reconnect(action)
                 case Stop():
                     raise action.error
+            if self.on_action is not None:
+                self.on_action(action)
 
     def _send_audio(self, action: SendAudio) -> None:
         if not self._connected:
@@ -418,7 +427,10 @@ class Agent:
     async def _run_tools(self, chat_id: str, calls: list[ToolCall]) -> None:
         try:
             if self.runner is not None:
-                outputs = await self.runner.run(chat_id, calls)
+                results = await self.runner.run_detailed(chat_id, calls)
+                outputs = [result.output for result in results]
+                if self.on_tool_results is not None:
+                    self.on_tool_results(chat_id, results)
             else:
                 outputs = error_outputs(calls, "plugins are disabled on this device")
         except Exception:
@@ -487,6 +499,8 @@ class Agent:
         was_ready = self.session.ready
         results = self.session.receive(frame)
         try:
+            if self.on_received is not None:
+                self.on_received(results)
             self._execute(self.conversation.received(results, self.playback(), self.clock()))
         except FatalError:
             raise

@@ -18,11 +18,12 @@ import signal
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from websockets.asyncio.client import ClientConnection
 
 from voiced.agent.agent import Agent
+from voiced.agent.control import control_surface
 from voiced.agent.notify import Notifier
 from voiced.agent.status import DeviceState, Phase, StatusBoard
 from voiced.agent.transport import open_connection
@@ -41,6 +42,7 @@ from voiced.devices.base import (
     EndOfStream,
     off_loop,
 )
+from voiced.devices.settings import DeviceSettings
 from voiced.errors import (
     EXIT_FAILURE,
     EXIT_INTERRUPTED,
@@ -55,6 +57,9 @@ from voiced.errors import (
 from voiced.log import WarningLimiter, get_logger, register_secret
 from voiced.log import configure as configure_logging
 from voiced.plugins import PluginRegistry, PluginSettings, ToolRunner
+
+if TYPE_CHECKING:
+    from voiced.agent.control import DaemonControl
 
 SourceFactory = Callable[[], Awaitable[AudioSource]]
 SinkFactory = Callable[[int], Awaitable[AudioSink]]
@@ -149,6 +154,17 @@ class Daemon:
         self._sigint_count = 0
         self._last_connection_activity_s = clock()
         self._offline_cue_played = False
+        # --- the control API's view (voiced.agent.control); observers must return at once ---
+        #: ``(up, attempt, retry_in_s)`` when the server connection comes up or goes down.
+        self.on_connection: Callable[[bool, int, float | None], None] | None = None
+        #: ``(direction, present, detail)`` when the microphone ("input") or speaker is lost or back.
+        self.on_device: Callable[[str, bool, str], None] | None = None
+        #: Builds device factories for other ``[audio.devices]`` settings (:meth:`reopen_devices`);
+        #: None when the devices cannot be switched (WAV files, test devices).
+        self.device_factories_for: Callable[[DeviceSettings], tuple[SourceFactory, SinkFactory]] | None = None
+        #: The control API, hooks and metrics while :meth:`run` runs (None when disabled).
+        self.control: DaemonControl | None = None
+        self._reopen = asyncio.Event()
 
     # --- control ------------------------------------------------------------------------------------
 
@@ -186,6 +202,22 @@ class Daemon:
         if self.agent is not None:
             self.agent.set_muted(muted)
         self.status.update(muted=muted)
+
+    def reopen_devices(self, devices: DeviceSettings) -> None:
+        """Close both audio devices and open them again with ``devices`` (the socket stays up).
+
+        Raises :class:`ValueError` with one line when this daemon's devices cannot be switched
+        (WAV files, or devices before they were first opened). The new devices must exist: a
+        missing one is waited for, as at start.
+        """
+        if self.device_factories_for is None:
+            raise ValueError("these audio devices are fixed (WAV files or test devices): restart to switch")
+        if self.agent is None:
+            raise ValueError("the audio devices are not open yet: try again once the device is running")
+        self.source_factory, self.sink_factory = self.device_factories_for(devices)
+        audio = self.config.audio.model_copy(update={"devices": devices})
+        self.config = self.config.model_copy(update={"audio": audio})
+        self._reopen.set()
 
     def reload(self) -> None:
         """Re-read the config file (SIGHUP). An invalid file is reported and the old config kept.
@@ -230,7 +262,14 @@ class Daemon:
     # --- run ----------------------------------------------------------------------------------------
 
     async def run(self) -> int:
-        """Run until stopped or a fatal error; returns the process exit code."""
+        """Run until stopped or a fatal error; returns the process exit code.
+
+        The control API, the hooks and the metrics (``[control]``, ``[hooks]``) run as long as this.
+        """
+        async with control_surface(self) as self.control:
+            return await self._run()
+
+    async def _run(self) -> int:
         loop = asyncio.get_running_loop()
         if self.install_signal_handlers:
             loop.add_signal_handler(signal.SIGTERM, self.request_stop)
@@ -387,16 +426,25 @@ class Daemon:
         backoff = Backoff(self.config.reconnect.device_retry_s, 30.0)
         while True:
             started_s = self.clock()
+            lost: str | None = None
             try:
                 async with asyncio.TaskGroup() as group:
-                    group.create_task(self._capture(), name="capture")
+                    capture = group.create_task(self._capture(), name="capture")
                     group.create_task(self._playout(), name="playout")
+                    group.create_task(self._reopen_requested(), name="reopen")
                 return
             except BaseExceptionGroup as failed:
                 error = unwrap(failed)
                 if not isinstance(error, Exception):
                     raise
-                if isinstance(error, DeviceLost):
+                if not isinstance(error, _ReopenRequestedError):
+                    failed_capture = capture.done() and not capture.cancelled() and capture.exception()
+                    lost = "input" if failed_capture else "output"
+                    if self.on_device is not None:
+                        self.on_device(lost, False, str(error)[:200])
+                if isinstance(error, _ReopenRequestedError):
+                    self.log.info("switching audio devices", devices=self.config.audio.devices.model_dump())
+                elif isinstance(error, DeviceLost):
                     self.log.warning("audio device lost; reopening", error=str(error))
                 else:
                     # Not a known device fault: a bug or a driver surprise. Reopen, but not in a hot loop.
@@ -405,7 +453,7 @@ class Daemon:
                     )
             if self.clock() - started_s >= DEVICE_STABLE_S:
                 backoff.reset()
-            delay = backoff.next_delay_s()
+            delay = backoff.next_delay_s() if lost is not None else 0.0
             self.status.update(phase=Phase.WAITING_FOR_DEVICES, detail="reopening audio devices")
             await self._close_devices()
             await asyncio.sleep(delay)
@@ -420,6 +468,13 @@ class Daemon:
             self._attach_taps()
             self.status.update(phase=Phase.RUNNING if self.agent.connected else Phase.CONNECTING)
             self.log.info("audio devices reopened", after_s=round(delay, 2))
+            if lost is not None and self.on_device is not None:
+                self.on_device(lost, True, "")
+
+    async def _reopen_requested(self) -> None:
+        await self._reopen.wait()
+        self._reopen.clear()
+        raise _ReopenRequestedError
 
     async def _capture(self) -> None:
         assert self.agent is not None and self.source is not None
@@ -456,6 +511,8 @@ class Daemon:
                 delay = max(backoff.next_delay_s(), exc.retry_after_s or 0.0)
                 self.log.warning("cannot connect; retrying", error=str(exc), retry_in_s=round(delay, 2))
                 self._offline_cue()
+                if self.on_connection is not None:
+                    self.on_connection(False, backoff.attempt, delay)
                 self.status.update(phase=Phase.OFFLINE, detail=f"retrying in {delay:.0f} s")
                 await asyncio.sleep(delay)
                 continue
@@ -495,6 +552,8 @@ class Daemon:
                 sent_close_reason=(sent.reason or None) if sent is not None else None,
                 retry_in_s=round(delay, 2),
             )
+            if self.on_connection is not None:
+                self.on_connection(False, backoff.attempt, delay)
             self.status.update(phase=Phase.OFFLINE, detail=f"reconnecting in {delay:.0f} s")
             if up_s < self.config.reconnect.stable_after_s or agent.retry_after_s is not None:
                 # A quick drop is an outage; a long-lived connection that ends is routine.
@@ -505,6 +564,8 @@ class Daemon:
     def _on_ready(self) -> None:
         self._offline_cue_played = False
         agent = self.agent
+        if self.on_connection is not None:
+            self.on_connection(True, 0, None)
         self.status.update(phase=Phase.RUNNING, turn=agent.state if agent is not None else None, detail="")
         if not self.ready.is_set():
             self.ready.set()
@@ -559,6 +620,10 @@ class Daemon:
 
 class _StopRequestedError(Exception):
     """Raised inside the task group to stop every task."""
+
+
+class _ReopenRequestedError(Exception):
+    """Raised inside the devices' task group to reopen them with new settings."""
 
 
 #: Settings that shape open streams and codecs: a reload keeps the running values.

@@ -58,6 +58,11 @@ async def run_command(
     daemon = Daemon(
         config, source, sink, config_path=config_path, config_overrides=overrides, rescan_devices=rescan
     )
+    if input_wav is None and output_wav is None:
+        # Sound devices may be switched at run time (the control API): same kinds, other names.
+        daemon.device_factories_for = lambda devices: device_factories(
+            config.model_copy(update={"audio": config.audio.model_copy(update={"devices": devices})})
+        )
     try:
         return await daemon.run()
     except CodecUnavailable as exc:

@@ -8,6 +8,7 @@ client-side latencies that voiced controls.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 
@@ -60,6 +61,8 @@ class LatencyStats:
     def __init__(self, max_samples: int = 2000) -> None:
         self._max_samples = max_samples
         self.samples: dict[str, deque[float]] = {}
+        #: Called with (name, ms) for every sample (the metrics' histograms); must return at once.
+        self.on_sample: Callable[[str, float], None] | None = None
 
     def add(self, name: str, start_s: float | None, end_s: float | None) -> None:
         """Record ``end_s - start_s`` under ``name``; nothing when either moment is unknown."""
@@ -69,6 +72,8 @@ class LatencyStats:
         if bucket is None:
             bucket = self.samples[name] = deque(maxlen=self._max_samples)
         bucket.append((end_s - start_s) * 1000.0)
+        if self.on_sample is not None:
+            self.on_sample(name, bucket[-1])
 
     def percentile(self, name: str, pct: float) -> float | None:
         """The ``pct`` percentile of ``name`` in ms, or None without samples."""
