@@ -30,6 +30,7 @@ ROWS = [
     "speaker opens",
     "test tone",
     "server reachable, chat.updated received",
+    "wake word",
 ]
 
 

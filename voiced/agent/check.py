@@ -315,8 +315,25 @@ async def check_server(ctx: CheckContext) -> list[CheckResult]:
             await ws.close()
 
 
+async def check_wake_word(ctx: CheckContext) -> list[CheckResult]:
+    """Each configured wake word loads and scores audio (only in ``listen.mode = "wake_word"``)."""
+    mode = ctx.config.listen.mode
+    if mode != "wake_word":
+        return [CheckResult("wake word", "skip", f"listen.mode is {mode!r}, not 'wake_word'")]
+    from voiced.mic.wake import wake_status  # noqa: PLC0415  (loads the wake word runtime)
+
+    return [CheckResult(name, "ok" if ok else "FAIL", detail) for name, ok, detail in wake_status(ctx.config)]
+
+
 #: The sections, in the order their rows are printed.
-SECTIONS: list[Section] = [check_config, check_session, check_microphone, check_speaker, check_server]
+SECTIONS: list[Section] = [
+    check_config,
+    check_session,
+    check_microphone,
+    check_speaker,
+    check_server,
+    check_wake_word,
+]
 
 
 async def collect_checks(
