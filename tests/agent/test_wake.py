@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 from benchmarks.wake_corpus import negatives
-from tests.agent.harness import daemon_config, rms, running_daemon, utterance_pcm
+from tests.agent.harness import Harness, daemon_config, rms, running_daemon, utterance_pcm
+from voiced.agent.status import DeviceState
 from voiced.audio.frames import Int16Array
 from voiced.audio.resample import resample
 from voiced.config import VoicedConfig
@@ -46,6 +47,66 @@ def appends(emu: object) -> list[object]:
 
 def wake_config(emu: Emulator, **overrides: Any) -> VoicedConfig:
     return daemon_config(emu, **{"listen.mode": "wake_word", **overrides})
+
+
+def state_times(h: Harness) -> list[tuple[float, DeviceState]]:
+    """Every device state from now on, with the loop time it was entered."""
+    seen: list[tuple[float, DeviceState]] = []
+    h.daemon.status.subscribe(lambda state, detail: seen.append((asyncio.get_running_loop().time(), state)))
+    return seen
+
+
+@pytest.mark.parametrize("listen_during_cue", [False, True])
+async def test_the_turn_starts_after_the_chime_and_never_with_the_wake_word(listen_during_cue: bool) -> None:
+    # With the server's VAD every frame after the wake is streamed, so the first append shows where
+    # the turn starts: after the chime (the mic must not hear it), or at once when told to listen.
+    source = MemorySource(np.zeros(0, dtype=np.int16), paced=True, after_end="silence")
+    settings = EmulatorSettings(port=0, scenario=load_scenario("demo"))
+    async with serve_emulator(settings) as emu:
+        config = wake_config(
+            emu, **{"session.turn_detection": "server_vad", "listen.listen_during_cue": listen_during_cue}
+        )
+        async with running_daemon(config, source) as h:
+            states = state_times(h)
+            source.append(wake_pcm())
+            await emu.wait_for(lambda e: isinstance(e, ev.InputAudioBufferAppend), 10.0)
+            assert h.daemon.cue_player is not None
+            chime_s = h.daemon.cue_player.duration_s("wake")
+            assert h.daemon.cue_player.played["wake"] == 1
+    woken_s = next(t for t, state in states if state is DeviceState.LISTENING)
+    first = next(r for r in emu.received if isinstance(r.event, ev.InputAudioBufferAppend))
+    gap_s = first.at_monotonic_s - woken_s
+    assert chime_s > 0.15
+    if listen_during_cue:
+        assert 0.0 < gap_s < chime_s / 2  # the next frame; the one carrying "nabu" is not sent
+    else:
+        assert 0.8 * chime_s < gap_s < chime_s + 0.3
+
+
+async def test_no_speech_after_a_wake_goes_back_to_sleep_with_the_done_sound() -> None:
+    okay_nabu_only = wake_pcm()[: int((WAKE_END_S + 0.3) * 16000)]
+    source = MemorySource(okay_nabu_only, paced=True, after_end="silence")
+    settings = EmulatorSettings(port=0, scenario=load_scenario("demo"))
+    async with serve_emulator(settings) as emu:
+        config = wake_config(emu, **{"listen.after_wake_timeout_s": 1.0})
+        async with running_daemon(config, source) as h:
+            states = state_times(h)
+            await asyncio.sleep(WAKE_END_S + 0.3 + 1.0 + 1.0)
+            cues = h.daemon.cue_player
+            assert cues is not None and cues.played["wake"] == 1 and cues.played["done"] == 1
+            assert h.daemon.status.state is DeviceState.SLEEPING
+            assert h.daemon.agent is not None and h.daemon.agent.counters.wakes == 1
+            assert not h.turns
+    awake = [(t, state) for t, state in states if state in (DeviceState.LISTENING, DeviceState.SLEEPING)]
+    # Asleep (the state at subscription), woken, then asleep again once the timeout passed.
+    assert [state for _, state in awake] == [
+        DeviceState.SLEEPING,
+        DeviceState.LISTENING,
+        DeviceState.SLEEPING,
+    ]
+    (woke_s, _), (slept_s, _) = awake[1:]
+    assert 0.9 < slept_s - woke_s < 1.6
+    assert appends(emu) == []
 
 
 @pytest.mark.parametrize("turn_detection", ["client_interrupt", "server_vad"])
