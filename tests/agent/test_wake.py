@@ -1,12 +1,16 @@
 """wake_word mode end to end: the real daemon, the emulator over loopback, espeak-ng speech as the user.
 
 The privacy guarantee (nothing leaves before a wake), a wake word and a command in one breath, the
-follow-up window, and the device's own voice played back into its microphone.
+follow-up window, the device's own voice played back into its microphone, where the turn starts
+after the chime, the timeout back to sleep, and the wake word said over a reply. In-memory devices
+cannot drive the real echo canceller here (its timeline needs device clocks), so the last test puts
+a stage in front that stands for one that removed the echo and vouches for every frame.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import shutil
 from pathlib import Path
 from typing import Any
@@ -20,9 +24,11 @@ from voiced.agent.status import DeviceState
 from voiced.audio.frames import Int16Array
 from voiced.audio.resample import resample
 from voiced.config import VoicedConfig
+from voiced.conversation.states import TurnState
 from voiced.devices.memory import MemorySource
 from voiced.devices.wav import read_wav_mono
 from voiced.emulator import Emulator, EmulatorSettings, load_scenario, serve_emulator
+from voiced.mic.stages import StageFrame, register_stage
 from voiced.protocol import events as ev
 
 pytestmark = [
@@ -241,3 +247,58 @@ async def test_the_devices_own_voice_saying_the_wake_word_never_wakes_it(tmp_pat
             await asyncio.wait_for(task, 10.0)
     assert len(turns) == 1
     assert len(appends(emu)) == first_turn_appends
+
+
+class EchoFreeMic:
+    """Stands in for an echo canceller that removed the device's voice (the microphone here never
+    hears it): it vouches for every frame, as ``echo_cancel`` does once converged."""
+
+    name = "test_echo_free"
+
+    def process(self, frame: StageFrame, events: list[object]) -> StageFrame:
+        return dataclasses.replace(frame, echo_cancelled=True)
+
+    def reset(self) -> None:
+        pass
+
+
+register_stage("test_echo_free")(lambda config: EchoFreeMic())
+
+
+@pytest.mark.parametrize("barge_in", [True, False])
+async def test_with_echo_cancelled_okay_nabu_said_over_the_reply_interrupts_it(barge_in: bool) -> None:
+    source = MemorySource(wake_pcm(), paced=True, after_end="silence")
+    settings = EmulatorSettings(port=0, scenario=load_scenario("long"))
+    async with serve_emulator(settings) as emu:
+        config = wake_config(emu, **{"audio.stages": ["test_echo_free"], "agent.barge_in": barge_in})
+        async with running_daemon(config, source) as h:
+            agent, cues = h.daemon.agent, h.daemon.cue_player
+            assert agent is not None and cues is not None
+            async with asyncio.timeout(30):
+                while agent.state not in (TurnState.SPEAKING, TurnState.GATED):
+                    await asyncio.sleep(0.05)
+            await asyncio.sleep(1.0)
+            assert agent.counters.wakes == 1 and agent.counters.interrupts == 0
+            source.append(wake_pcm()[: int((WAKE_END_S + 0.3) * 16000)])  # the user: "Okay Nabu"
+            async with asyncio.timeout(5):
+                while agent.counters.interrupts == 0 or not h.turns:
+                    await asyncio.sleep(0.02)
+            turn = h.turns[0]
+            if barge_in:
+                # Plain speech interrupts first, as configured; the turn it opened goes on (the wake
+                # word heard inside it changes nothing, no chime) and is sent when the user stops.
+                assert agent.counters.interrupts_by_reason == {"barge-in": 1}
+                async with asyncio.timeout(10):
+                    while (
+                        len([r for r in emu.received if isinstance(r.event, ev.InputAudioBufferComplete)]) < 2
+                    ):
+                        await asyncio.sleep(0.05)
+                assert cues.played["wake"] == 1
+            else:
+                # Only the wake word may interrupt: it does, and the device listens for the request.
+                assert agent.counters.interrupts_by_reason == {"wake word": 1}
+                assert h.daemon.status.state is DeviceState.LISTENING
+                assert cues.played["wake"] == 2
+        assert turn.interrupted and 500 < turn.played_ms < 5000  # the long story, cut short
+    cancels = [r for r in emu.received if isinstance(r.event, ev.ConversationChatCancel)]
+    assert len(cancels) == 1

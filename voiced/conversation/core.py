@@ -363,8 +363,15 @@ class Conversation:
                 {"model": event.model, "score": round(event.score, 3), "state": self.state.value},
             )
         )
-        if self.state is TurnState.SPEAKING:
+        if self.state in (TurnState.USER_TURN, TurnState.PUSH_TO_TALK):
+            # The user is already being heard (a barge-in, a press): the wake word is part of the turn.
+            return False
+        if self.state is TurnState.SPEAKING or (
+            self.state is TurnState.GATED and not self.config.agent.half_duplex
+        ):
             # Only an echo-cancelled microphone scores over the device's own voice: the user said it.
+            # With barge-in off plain speech may not interrupt, but the wake word does; half duplex
+            # keeps the microphone deaf to everything but a button.
             self._barge_in_onset_s = event.detected_at_s
             self._interrupt("wake word", send_cancel=True, playback=playback, now_s=now_s, out=out)
         if not self._fire(Trigger.WAKE, now_s, out):
