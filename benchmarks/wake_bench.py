@@ -9,25 +9,43 @@
    stage, as a device listening all day would hear them.
 4. CPU per second of listening (ms of one core per s of audio, process time) with the default wake
    word and with all four bundled models at once.
+5. Wake to first append, the whole daemon: ``voiced``'s daemon in ``wake_word`` mode against the
+   emulator on loopback, the demo's "Okay Nabu, what time is it?" played into its (paced, in-memory)
+   microphone. From the end of "nabu" in the recording to the wake (the device state turning from
+   sleeping to listening), and from the wake to the first ``input_audio_buffer.append`` the emulator
+   receives, for local turn detection and for the server's VAD.
 """
 
 from __future__ import annotations
 
+import asyncio
+import io
 import statistics
 import time
+from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from benchmarks import BenchReport, Table
 from benchmarks.wake_corpus import LEAD_S, RATE_HZ, TRAIL_S, Clip, negatives, positives
+from tests.agent.harness import daemon_config, running_daemon
+from voiced.agent.status import DeviceState
 from voiced.conversation.settings import ListenSettings
+from voiced.devices.memory import MemorySource
+from voiced.devices.wav import read_wav_mono
+from voiced.emulator import EmulatorSettings, load_scenario, serve_emulator
+from voiced.log import configure as configure_logging
 from voiced.mic.stages import StageFrame, WakeDetected
 from voiced.mic.wake import WakeWordStage, build_stage
+from voiced.protocol import events as ev
 
 NAME = "wake"
 FRAME_SAMPLES = 320
 ALL_BUNDLED = ["okay_nabu", "hey_jarvis", "hey_mycroft", "alexa"]
+#: In the demo's wake utterance "Okay Nabu" ends here; "what time is it?" starts at 1.76 s.
+WAKE_UTTERANCE_NABU_END_S = 1.31
 
 
 def run_stage(stage: WakeWordStage, pcm: np.ndarray, start_s: float = 0.0) -> list[WakeDetected]:
@@ -128,20 +146,79 @@ def cpu(clips: list[Clip], quick: bool) -> tuple[Table, dict[str, Any]]:
     return table, data
 
 
+def wake_utterance() -> np.ndarray:
+    """The demo's "Okay Nabu, what time is it?" (16 kHz mono)."""
+    pcm, rate = read_wav_mono(Path(str(resources.files("voiced") / "assets" / "wake_utterance_16k.wav")))
+    assert rate == RATE_HZ
+    return pcm
+
+
+async def _one_wake(turn_detection: str) -> tuple[float, float]:
+    """One daemon, one utterance: (end of "nabu" -> wake, wake -> first append), in ms."""
+    source = MemorySource(np.zeros(0, dtype=np.int16), paced=True, after_end="silence")
+    settings = EmulatorSettings(port=0, scenario=load_scenario("demo"))
+    async with serve_emulator(settings) as emu:
+        config = daemon_config(emu, **{"listen.mode": "wake_word", "session.turn_detection": turn_detection})
+        async with running_daemon(config, source) as h:
+            woken = asyncio.get_running_loop().create_future()
+
+            def on_state(state: DeviceState, detail: str) -> None:
+                if state is DeviceState.LISTENING and not woken.done():
+                    woken.set_result(time.monotonic())
+
+            h.daemon.status.subscribe(on_state)
+            await asyncio.sleep(0.3)  # asleep, the microphone streaming silence
+            # The paced source starts the utterance at its next 20 ms frame: within 20 ms of now.
+            started_s = time.monotonic()
+            source.append(wake_utterance())
+            wake_s: float = await asyncio.wait_for(woken, 10.0)
+            await emu.wait_for(lambda e: isinstance(e, ev.InputAudioBufferAppend), 10.0)
+            first = next(r for r in emu.received if isinstance(r.event, ev.InputAudioBufferAppend))
+    nabu_end_s = started_s + WAKE_UTTERANCE_NABU_END_S
+    return (wake_s - nabu_end_s) * 1000, (first.at_monotonic_s - wake_s) * 1000
+
+
+def wake_to_append(quick: bool) -> tuple[Table, dict[str, Any]]:
+    """The daemon's wake and first-append latency, per turn detection, over a few runs."""
+    configure_logging("error", "json", stream=io.StringIO())
+    runs = 2 if quick else 5
+    table = Table(
+        "Wake to first append, the whole daemon against the emulator (median of runs, ms)",
+        ["turn detection", "runs", "'nabu' end -> wake", "wake -> first append", "'nabu' end -> append"],
+    )
+    data: dict[str, Any] = {}
+    for turn_detection in ("client_interrupt", "server_vad"):
+        measured = [asyncio.run(_one_wake(turn_detection)) for _ in range(runs)]
+        to_wake = statistics.median(m[0] for m in measured)
+        to_append = statistics.median(m[1] for m in measured)
+        total = statistics.median(m[0] + m[1] for m in measured)
+        table.rows.append([turn_detection, runs, to_wake, to_append, total])
+        data[turn_detection] = {
+            "runs": runs,
+            "nabu_end_to_wake_ms": to_wake,
+            "wake_to_first_append_ms": to_append,
+            "nabu_end_to_first_append_ms": total,
+            "wake_to_first_append_max_ms": max(m[1] for m in measured),
+        }
+    return table, data
+
+
 def run(quick: bool) -> BenchReport:
-    """Build the corpus and measure (quick: the smaller corpus, a minute of CPU audio)."""
+    """Build the corpus and measure (quick: the smaller corpus, a minute of CPU audio, fewer runs)."""
     pos = positives(quick)
     neg = negatives(quick)
     t1, d1 = detection(pos)
     t2, d2 = false_wakes(neg)
     t3, d3 = cpu(neg, quick)
+    t4, d4 = wake_to_append(quick)
     return BenchReport(
-        [t1, t2, t3],
+        [t1, t2, t3, t4],
         {
             "corpus": {"positive_clips": len(pos), "negative_clips": len(neg)},
             "detection": d1,
             "false_wakes": d2,
             "cpu": d3,
+            "wake_to_first_append": d4,
         },
     )
 

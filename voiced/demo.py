@@ -2,9 +2,14 @@
 
 It starts the emulator in this process, runs the daemon on a WAV source (or the real microphone with
 ``--live``) and a WAV sink (or the real speaker with ``--play``), prints what happens as it happens
-(listening, heard, thinking, tool called, speaking), waits for the first reply to finish playing,
-prints the turn's timeline and exits 0. ``--call TOOL --args JSON`` makes the emulated bot call one of
-your own plugins instead of following a scenario.
+(listening, wake word, heard, thinking, tool called, speaking), waits for the first reply to finish
+playing, prints the turn's timeline and exits 0. ``--call TOOL --args JSON`` makes the emulated bot
+call one of your own plugins instead of following a scenario.
+
+The demo listens as a speaker does: for the wake word first (``--listen wake_word``, the default with
+the bundled utterance "Okay Nabu, what time is it?" or ``--live``), so the reply WAV holds the wake
+chime, then the reply. ``--listen always`` skips the wake word; it is the default with ``--input``,
+whose recording is unlikely to start with one.
 """
 
 from __future__ import annotations
@@ -46,9 +51,23 @@ SPEAKING_PROGRESS_S = 5.0
 _TEMPLATE_NAME = re.compile(r"[A-Za-z_]\w*")
 
 
-def bundled_utterance() -> Path:
-    """The WAV the demo speaks into the daemon ("What time is it right now?", 16 kHz mono)."""
-    return Path(str(resources.files("voiced") / "assets" / "utterance_16k.wav"))
+#: The wake word the bundled wake utterance says (a model inside pymicro-wakeword).
+DEMO_WAKE_WORD = "okay_nabu"
+
+
+def bundled_utterance(listen_mode: str = "always") -> Path:
+    """The WAV the demo speaks into the daemon (16 kHz mono): "Okay Nabu, what time is it?" in
+    ``wake_word`` mode, "What time is it right now?" otherwise."""
+    name = "wake_utterance_16k.wav" if listen_mode == "wake_word" else "utterance_16k.wav"
+    return Path(str(resources.files("voiced") / "assets" / name))
+
+
+def listen_mode(args: argparse.Namespace) -> str:
+    """The listening mode of this demo: ``--listen``, else wake_word unless ``--input`` is given."""
+    chosen: str | None = getattr(args, "listen", None)
+    if chosen is not None:
+        return chosen
+    return "always" if getattr(args, "input", None) is not None and not args.live else "wake_word"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -73,6 +92,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--args", metavar="JSON", default="{}", help="the arguments of --call, a JSON object (default {})"
+    )
+    parser.add_argument(
+        "--listen",
+        choices=["wake_word", "always"],
+        help="wake_word: the turn is what follows 'Okay Nabu' (default); always: any speech is a turn "
+        "(default with --input)",
     )
     parser.add_argument(
         "--turn-detection", choices=["client_interrupt", "server_vad"], default="client_interrupt"
@@ -214,11 +239,14 @@ async def probe_devices(config: VoicedConfig, *, microphone: bool, speaker: bool
 class Progress:
     """Prints one line per step of the turn as the emulator sees it happen (polls its counters)."""
 
-    def __init__(self, emu: Any, daemon: Daemon, scenario: Scenario, source_text: str) -> None:
+    def __init__(
+        self, emu: Any, daemon: Daemon, scenario: Scenario, source_text: str, *, wake_word: bool = False
+    ) -> None:
         self.emu = emu
         self.daemon = daemon
         self.turn = scenario.turns[0] if scenario.turns else scenario.fallback
         self.source_text = source_text
+        self.wake_word = wake_word
         self.printed: set[str] = set()
         self.speaking_since_s: float | None = None
         self.next_speaking_line_s = 0.0
@@ -234,7 +262,11 @@ class Progress:
     def tick(self) -> None:
         """Print whatever happened since the last call."""
         if self.daemon.ready.is_set():
-            self._say("listening", f"listening ({self.source_text})")
+            waiting = "listening for the wake word" if self.wake_word else "listening"
+            self._say("listening", f"{waiting} ({self.source_text})")
+        agent = self.daemon.agent
+        if agent is not None and agent.counters.wakes > 0:
+            self._say("wake", "wake word heard: the chime plays, what follows it is the turn")
         if self._sent("input_audio_buffer.completed") or self._sent("input_audio_buffer.speech_stopped"):
             self._say("thinking", "end of speech: the bot is thinking")
         if self._sent("conversation.audio_transcript.completed"):
@@ -270,9 +302,15 @@ def demo_config(args: argparse.Namespace, overrides: dict[str, Any], url: str, t
         "coze.token": token,
         "coze.token_file": None,
         "session.turn_detection": args.turn_detection,
+        "listen.mode": listen_mode(args),
         "log.level": "info" if args.verbose else "warning",
         "log.format": "console",
     }
+    if forced["listen.mode"] == "wake_word" and not args.live and args.input is None:
+        # The bundled utterance says this wake word: the user's own must not make the demo deaf to it.
+        forced.update(
+            {"listen.wake_words": [DEMO_WAKE_WORD], "listen.wake_thresholds": {}, "listen.wake_windows": {}}
+        )
     return load_config(path, environ=environ, overrides={**overrides, **forced})
 
 
@@ -300,7 +338,8 @@ async def _demo(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
         if args.call:
             _check_tool(config, args.call)
         devices = config.audio.devices
-        utterance = args.input or bundled_utterance()
+        mode = config.listen.mode
+        utterance = args.input or bundled_utterance(mode)
         rate_hz = (
             8000
             if config.session.output_codec in ("g711a", "g711u")
@@ -337,12 +376,11 @@ async def _demo(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
             rescan = reinitialise
         print(f"voiced demo: one turn with the bundled Coze emulator (scenario {scenario.name})", flush=True)
         daemon = Daemon(config, source, sink, on_turn=on_turn, rescan_devices=rescan)
-        said = (
-            "speak now"
-            if args.live
-            else f"{(args.input or Path('the bundled utterance')).name} as the microphone"
-        )
-        progress = asyncio.create_task(Progress(emu, daemon, scenario, said).run(), name="progress")
+        said = "speak now" if args.live else f"{utterance.name} as the microphone"
+        if mode == "wake_word" and args.live:
+            said = "say 'Okay Nabu', then your question"
+        watcher = Progress(emu, daemon, scenario, said, wake_word=mode == "wake_word")
+        progress = asyncio.create_task(watcher.run(), name="progress")
         runner = asyncio.create_task(daemon.run(), name="daemon")
         try:
             waiter: asyncio.Future[TurnTimeline] = finished
@@ -352,7 +390,10 @@ async def _demo(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
                 waiter.cancel()
                 if runner in done:
                     return runner.result() or EXIT_FAILURE
-                print(f"voiced demo: no reply within {args.timeout_s:.0f} s", file=sys.stderr)
+                hint = ""
+                if mode == "wake_word" and "wake" not in watcher.printed:
+                    hint = " (no wake word was heard: say it first, or pass --listen always)"
+                print(f"voiced demo: no reply within {args.timeout_s:.0f} s{hint}", file=sys.stderr)
                 return EXIT_FAILURE
             turn = waiter.result()
         except (DeviceError, CodecUnavailable) as exc:

@@ -31,6 +31,7 @@ ROWS = [
     "test tone",
     "server reachable, chat.updated received",
     "echo cancellation",
+    "wake word",
 ]
 
 

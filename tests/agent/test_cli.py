@@ -164,6 +164,17 @@ async def test_demo_command_produces_a_reply_wav_and_a_timeline(tmp_path: Path) 
     assert "the bot replied:" in stdout and "It is" in stdout
     assert "you hear the reply" in stdout
     assert out.stat().st_size > 24000  # at least half a second of 24 kHz audio
+    assert "wake word heard" in stdout  # "Okay Nabu, ..." woke it: the whole flow of a speaker
+
+
+async def test_demo_listen_always_skips_the_wake_word(tmp_path: Path) -> None:
+    out = tmp_path / "reply.wav"
+    code, stdout, stderr = await run_voiced(
+        "demo", "--listen", "always", "--out", str(out), env=voiced_env(), timeout_s=90
+    )
+    assert code == 0, stderr
+    assert "listening (utterance_16k.wav" in stdout and "wake word" not in stdout
+    assert "It is" in stdout
 
 
 async def test_version_and_help() -> None:

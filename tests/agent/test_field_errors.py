@@ -194,7 +194,14 @@ async def test_demo_prints_progress_as_the_turn_happens_and_writes_to_the_curren
     out, err = await proc.communicate()
     stdout = out.decode()
     assert proc.returncode == 0, err.decode()
-    steps = ["listening", "end of speech", "heard: How is the device doing?", "tool called", "speaking"]
+    steps = [
+        "listening for the wake word",
+        "wake word heard",
+        "end of speech",
+        "heard: How is the device doing?",
+        "tool called",
+        "speaking",
+    ]
     positions = [stdout.index(step) for step in steps]
     assert positions == sorted(positions)
     assert stdout.index("speaking") < stdout.index("the bot replied")
@@ -263,9 +270,10 @@ async def test_demo_with_a_malformed_scenario_or_a_truncated_wav_is_one_line(tmp
         w.writeframes(UTTERANCE.read_bytes()[44:])
     odd.write_bytes(odd.read_bytes()[:-1])  # odd-sized: a copy cut in the middle of a sample
     # The whole frames of a truncated recording are still speech: the demo answers it.
-    code, _, err = await run_voiced(
+    code, out, err = await run_voiced(
         "demo", "--input", str(odd), "--out", str(tmp_path / "r.wav"), "--timeout-s", "40", env=voiced_env()
     )
     assert code == 0, err
+    assert "wake word" not in out  # a recording of the user's own: any speech is the turn
     assert "Traceback" not in err
     assert load_scenario("demo").turns

@@ -189,7 +189,7 @@ def test_tuning_must_name_a_configured_wake_word(tmp_path: Path) -> None:
     toml.write_text('[listen]\nwake_words = ["okay_nabu"]\nwake_thresholds = { hey_jarvis = 0.9 }\n')
     with pytest.raises(ConfigError, match=r"hey_jarvis.*not one of the wake words"):
         load_config(toml, environ={})
-    toml.write_text('[listen]\nwake_thresholds = { okay_nabu = 1.5 }\n')
+    toml.write_text("[listen]\nwake_thresholds = { okay_nabu = 1.5 }\n")
     with pytest.raises(ConfigError, match=r"between 0 and 1"):
         load_config(toml, environ={})
 
@@ -217,3 +217,28 @@ def test_the_demo_utterance_wakes_it_once_before_the_command_starts() -> None:
     # "Okay Nabu" ends at 1.31 s and "what time is it?" starts at 1.76 s (scripts/make_wake_utterance.py).
     assert len(wakes) == 1
     assert 1.0 < wakes[0].detected_at_s + FRAME / RATE_HZ < 1.76 - 0.15
+
+
+async def test_voiced_check_shows_the_loaded_models_or_why_there_are_none(tmp_path: Path) -> None:
+    from voiced.agent.check import CheckContext, check_wake_word, render
+
+    idle = await check_wake_word(CheckContext(VoicedConfig(), open_devices=False))
+    assert [(r.name, r.status) for r in idle] == [("wake word", "skip")]
+    assert "listen.mode is 'always'" in idle[0].detail
+
+    config = VoicedConfig.model_validate(
+        {"listen": {"mode": "wake_word", "wake_words": ["okay_nabu", "hey_jarvis"]}}
+    )
+    rows = await check_wake_word(CheckContext(config, open_devices=False))
+    assert [(r.name, r.status) for r in rows] == [
+        ("wake word okay_nabu", "ok"),
+        ("wake word hey_jarvis", "ok"),
+    ]
+    assert "threshold 0.85" in rows[0].detail and "Hey Jarvis" in rows[1].detail
+    assert "wake word okay_nabu" in render(rows)
+
+    broken = VoicedConfig.model_validate(
+        {"listen": {"mode": "wake_word", "wake_words": [str(tmp_path / "gone.json")]}}
+    )
+    [row] = await check_wake_word(CheckContext(broken, open_devices=False))
+    assert row.status == "FAIL" and not row.ok and "gone.json" in row.detail

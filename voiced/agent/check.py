@@ -325,6 +325,16 @@ async def check_echo(ctx: CheckContext) -> list[CheckResult]:
     return [CheckResult("echo cancellation", status, f"{mode}: {detail}")]
 
 
+async def check_wake_word(ctx: CheckContext) -> list[CheckResult]:
+    """Each configured wake word loads and scores audio (only in ``listen.mode = "wake_word"``)."""
+    mode = ctx.config.listen.mode
+    if mode != "wake_word":
+        return [CheckResult("wake word", "skip", f"listen.mode is {mode!r}, not 'wake_word'")]
+    from voiced.mic.wake import wake_status  # noqa: PLC0415  (loads the wake word runtime)
+
+    return [CheckResult(name, "ok" if ok else "FAIL", detail) for name, ok, detail in wake_status(ctx.config)]
+
+
 #: The sections, in the order their rows are printed.
 SECTIONS: list[Section] = [
     check_config,
@@ -333,6 +343,7 @@ SECTIONS: list[Section] = [
     check_speaker,
     check_server,
     check_echo,
+    check_wake_word,
 ]
 
 

@@ -331,10 +331,12 @@ class Conversation:
         staged = StageFrame(frame.pcm, frame.captured_at_s, playback.active, playback.level_dbfs)
         events: list[object] = []
         passed = self.mic_path.process(staged, events)
+        woken = False
         for event in events:
             if isinstance(event, WakeDetected):
-                self._on_wake(event, playback, now_s, out)
-        if passed is None:
+                woken = self._on_wake(event, playback, now_s, out) or woken
+        if passed is None or woken:
+            # The frame that completed the wake word is the wake word: not part of the turn.
             return out
         state = self.state
         if state is TurnState.PUSH_TO_TALK:
@@ -351,7 +353,8 @@ class Conversation:
             out.append(SendAudio(passed.pcm, passed.captured_at_s))
         return out
 
-    def _on_wake(self, event: WakeDetected, playback: Playback, now_s: float, out: list[Action]) -> None:
+    def _on_wake(self, event: WakeDetected, playback: Playback, now_s: float, out: list[Action]) -> bool:
+        """Act on a wake word; whether it was taken (then the frame carrying it is not the turn's)."""
         self.counters.wakes += 1
         out.append(
             Notice(
@@ -360,14 +363,23 @@ class Conversation:
                 {"model": event.model, "score": round(event.score, 3), "state": self.state.value},
             )
         )
-        if self.state is TurnState.SPEAKING:
+        if self.state in (TurnState.USER_TURN, TurnState.PUSH_TO_TALK):
+            # The user is already being heard (a barge-in, a press): the wake word is part of the turn.
+            return False
+        if self.state is TurnState.SPEAKING or (
+            self.state is TurnState.GATED and not self.config.agent.half_duplex
+        ):
             # Only an echo-cancelled microphone scores over the device's own voice: the user said it.
+            # With barge-in off plain speech may not interrupt, but the wake word does; half duplex
+            # keeps the microphone deaf to everything but a button.
             self._barge_in_onset_s = event.detected_at_s
             self._interrupt("wake word", send_cancel=True, playback=playback, now_s=now_s, out=out)
-        if self._fire(Trigger.WAKE, now_s, out):
-            # The audio after the wake word is the turn; the wake word itself is not sent.
-            self.detector.reset()
-            out.append(PlayCue("wake"))
+        if not self._fire(Trigger.WAKE, now_s, out):
+            return False
+        # The audio after the wake word is the turn; the wake word itself is not sent.
+        self.detector.reset()
+        out.append(PlayCue("wake"))
+        return True
 
     def _on_turn_event(
         self, event: object, frame: StageFrame, playback: Playback, now_s: float, out: list[Action]

@@ -18,6 +18,9 @@ class ListenSettings(BaseModel):
 
     ``always``: any speech opens a turn. ``wake_word``: only speech after a wake word (no audio leaves
     the device before it). ``push_to_talk``: only a button press (the signals, the control API).
+
+    The built-in mode is ``always``: it needs no wake word runtime and suits an embedding or a kiosk;
+    the config file the service installs on a speaker says ``wake_word``.
     """
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
