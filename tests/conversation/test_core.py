@@ -500,3 +500,14 @@ def test_losing_the_connection_abandons_the_turn_and_the_tools() -> None:
 def test_every_notice_kind_is_its_own() -> None:
     # Enum members with equal values are aliases: the limiter would share one budget between them.
     assert len({kind.value for kind in NoticeKind}) == len(list(NoticeKind))
+
+
+def test_an_echo_canceller_that_cannot_vouch_for_a_frame_falls_back_to_half_duplex() -> None:
+    # audio.echo.mode = webrtc, but no stage marks frames echo-free (converging, stalled, too slow):
+    # the device's own voice, loud in the mic, must not interrupt it.
+    rig = Rig(**{"audio.echo.mode": "webrtc"})  # the rig builds no echo stage: nothing vouches
+    rig.connect()
+    rig.receive(chat_created("A"), audio("A", 1000, 200))
+    rig.playback = Playback(active=True, level_dbfs=-60.0, chat_id="A")
+    rig.mic(utterance_frames())
+    assert not rig.of(Flush) and rig.state() is TurnState.SPEAKING

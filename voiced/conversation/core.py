@@ -343,7 +343,7 @@ class Conversation:
             self._press_frames += 1
             out.append(SendAudio(passed.pcm, passed.captured_at_s))
             return out
-        if state in DETECTING:
+        if state in DETECTING and not self._echo_unvouched(passed):
             turn_events: list[object] = []
             self.detector.process(passed, turn_events)
             for event in turn_events:
@@ -405,6 +405,12 @@ class Conversation:
                 self._fire(Trigger.SPEECH_ENDED, now_s, out)
                 if not self.server_vad:
                     out.append(EndTurn(event.timestamp_s, turn))
+
+    def _echo_unvouched(self, frame: StageFrame) -> bool:
+        """An echo canceller is configured but did not vouch for this frame while the device talks
+        (converging, its reference stalled, too slow): the frame may be the device's own voice, so it
+        is not listened to — half duplex is the safe fallback, never self-interruption."""
+        return self.config.audio.echo.mode == "webrtc" and frame.playback_active and not frame.echo_cancelled
 
     def _reply_active(self, playback: Playback) -> bool:
         return playback.active or self.session.current_chat_id is not None
