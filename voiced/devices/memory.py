@@ -164,11 +164,13 @@ class ClockedSink:
             if n < block.size and self._written_any:
                 self.underrun_samples += int(block.size) - n
             self.blocks_played += 1
-            now = loop.time()
+            # The block's time on the device clock: its slot in the schedule, even when the loop
+            # ran late (a sound card plays on; an echo canceller needs the device's timeline).
+            played_at_s = t0 + k * self._period_s
             tap = self.tap
             if tap is not None:
-                tap.played(block, self.sample_rate_hz, now)
-            self._emit(block.copy(), now)
+                tap.played(block, self.sample_rate_hz, played_at_s)
+            self._emit(block.copy(), played_at_s)
 
     def _emit(self, block: Int16Array, at_s: float) -> None:
         """Handle one block the "device" just played (at loop time `at_s`)."""

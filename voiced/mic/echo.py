@@ -281,7 +281,8 @@ class EchoCancelStage:
         if far is None:
             far = self._zeros  # keep the canceller's render and capture streams paired
         near = np.frombuffer(frame.pcm, dtype=np.int16)
-        started = time.perf_counter()
+        # CPU time of this thread: the canceller's own cost, not the time other processes held the CPU.
+        started = time.thread_time()
         try:
             cleaned = np.concatenate(
                 [
@@ -293,7 +294,7 @@ class EchoCancelStage:
             self._fault("failed", now_s, f"echo canceller failed ({type(exc).__name__}: {str(exc)[:120]})")
             self._bypass(now_s)
             return frame
-        elapsed_ms = (time.perf_counter() - started) * 1000.0
+        elapsed_ms = (time.thread_time() - started) * 1000.0
         self.process_s += elapsed_ms / 1000.0
         self._slow_ms += 0.1 * (elapsed_ms - self._slow_ms)
         if self._slow_ms > self.settings.max_process_ms:
