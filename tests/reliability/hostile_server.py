@@ -7,9 +7,13 @@ One :class:`HostileServer` plays one mode for every connection:
 - ``status``: answers with ``status``, an optional ``Retry-After`` and ``body``;
 - ``close``: accepts, sends ``chat.created``, then closes with ``close_code`` (no ``error`` event);
 - ``error``: accepts, sends ``chat.created``, then an ``error`` event with ``error_code``, then waits;
-- ``accept``: accepts, answers ``chat.update`` with ``chat.updated``, then never answers anything.
+- ``accept``: accepts, answers ``chat.update`` with ``chat.updated``, then never answers anything;
+- ``stall``: as ``accept``, then stops reading the socket for ``stall_s`` seconds (until
+  :meth:`HostileServer.resume` when None) — its receive buffer is ``receive_buffer_bytes`` small, so
+  the client's send buffer fills and its sends block: a socket too slow for the microphone.
 
-Every upgrade request is recorded (path and headers) so a test can tell whether a token reached it.
+Every upgrade request is recorded (path and headers) so a test can tell whether a token reached it,
+and every event read (its type, in order) so a test can tell what got through.
 The event-level floods (unknown events, huge logids, tool calls) go through the emulator's
 ``send_raw_to_all``, which speaks the rest of the protocol.
 """
@@ -19,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -29,7 +34,7 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
-Mode = Literal["redirect", "status", "close", "error", "accept"]
+Mode = Literal["redirect", "status", "close", "error", "accept", "stall"]
 
 
 @dataclass
@@ -42,13 +47,22 @@ class HostileServer:
     redirects: int | None = None
     close_code: int = 4100
     error_code: int = 5000
+    stall_s: float | None = None
+    receive_buffer_bytes: int = 4096
     requests: list[tuple[str, Headers]] = field(default_factory=list)
+    received: list[str] = field(default_factory=list)
     connections: int = 0
+    updates: int = 0
     port: int = 0
+    _resumed: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False)
 
     @property
     def url(self) -> str:
         return f"ws://127.0.0.1:{self.port}"
+
+    def resume(self) -> None:
+        """End every stall, now and for later connections: the server reads everything again."""
+        self._resumed.set()
 
     def process_request(self, _connection: ServerConnection, request: Request) -> Response | None:
         self.requests.append((request.path, request.headers))
@@ -74,8 +88,24 @@ class HostileServer:
         with contextlib.suppress(Exception):
             async for frame in ws:
                 event = json.loads(frame)
-                if self.mode in ("accept", "redirect") and event.get("event_type") == "chat.update":
+                event_type = str(event.get("event_type"))
+                self.received.append(event_type)
+                if self.mode in ("accept", "redirect", "stall") and event_type == "chat.update":
                     await ws.send(_event("chat.updated", event.get("data", {})))
+                    self.updates += 1
+                    if self.mode == "stall":
+                        await self._stall(ws)
+
+    async def _stall(self, ws: ServerConnection) -> None:
+        ws.transport.pause_reading()
+        # Ends early only when the connection is aborted (by the test's teardown: with reading
+        # paused, the client's own close is never seen).
+        closed = asyncio.ensure_future(ws.wait_closed())
+        resumed = asyncio.ensure_future(self._resumed.wait())
+        await asyncio.wait({closed, resumed}, timeout=self.stall_s, return_when=asyncio.FIRST_COMPLETED)
+        closed.cancel()
+        resumed.cancel()
+        ws.transport.resume_reading()
 
 
 def _event(event_type: str, data: dict[str, object]) -> str:
@@ -87,8 +117,20 @@ def _event(event_type: str, data: dict[str, object]) -> str:
 @contextlib.asynccontextmanager
 async def serve_hostile(server: HostileServer) -> AsyncIterator[HostileServer]:
     """Serve ``server`` on a free loopback port for the block."""
-    async with serve(server.handle, "127.0.0.1", 0, process_request=server.process_request) as ws_server:
-        server.port = next(iter(ws_server.sockets)).getsockname()[1]
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    if server.mode == "stall":
+        # Set on the listener so that accepted sockets advertise the small window from the start.
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, server.receive_buffer_bytes)
+        # An Ethernet-sized segment, not loopback's 64 KiB: the client's kernel sizes its send buffer
+        # from it, so the buffer fills in seconds as it would on a real network (megabytes otherwise).
+        listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, 1400)
+    listener.bind(("127.0.0.1", 0))
+    async with serve(server.handle, sock=listener, process_request=server.process_request) as ws_server:
+        server.port = listener.getsockname()[1]
         yield server
+        for connection in ws_server.connections:
+            if server.mode == "stall":
+                # A stalled connection cannot finish a closing handshake: do not wait for one.
+                connection.transport.abort()
         ws_server.close()
         await asyncio.sleep(0)

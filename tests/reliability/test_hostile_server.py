@@ -33,6 +33,7 @@ from voiced.errors import (
     EXIT_NOPERM,
     EXIT_UNAVAILABLE,
     ConfigError,
+    FatalError,
     TransientError,
     close_code_error,
 )
@@ -125,6 +126,25 @@ async def test_a_huge_html_explanation_is_one_bounded_line() -> None:
             await open_connection(coze_for(server.url))
     text = one_line(raised.value)
     assert "HTTP 404: <html> <body> Not Found Not Found" in text and "truncated" in text
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "quoted"),
+    [
+        (401, b'{"code": 4100, "msg": "authentication is invalid"}', "authentication is invalid (code 4100)"),
+        (403, b"token " + TOKEN.encode() + b" may not use this bot", "may not use this bot"),
+        (403, b"<p>\n  Forbidden\n</p>" * 20_000, "<p> Forbidden </p><p> Forbidden </p>"),
+    ],
+)
+async def test_a_refused_token_line_quotes_the_servers_explanation(
+    status: int, body: bytes, quoted: str
+) -> None:
+    async with serve_hostile(HostileServer("status", status=status, body=body)) as server:
+        with pytest.raises(FatalError) as raised:
+            await open_connection(coze_for(server.url))
+    assert raised.value.exit_code == EXIT_NOPERM
+    text = one_line(raised.value)  # bounded, and the token redacted out of the server's words
+    assert f"HTTP {status}" in text and quoted in text and "check the token" in text
 
 
 def test_retry_after_parses_dates_and_refuses_garbage() -> None:

@@ -193,18 +193,19 @@ async def open_connection(coze: CozeSettings) -> ClientConnection:
         status = exc.response.status_code
         logid = truncate_text(exc.response.headers.get("x-tt-logid", ""), _QUOTE_CHARS)
         suffix = f" (logid {logid})" if logid else ""
+        said = server_explanation(exc.response.body)
+        said = f": {said}" if said else ""
         if status in (401, 403):
+            # The server's words tell an expired token from a bot the token may not use.
             raise FatalError(
-                f"Coze refused the token with HTTP {status}{suffix}: check the token and that it may use "
-                f"bot {coze.bot_id}",
+                f"Coze refused the token with HTTP {status}{suffix}{said}; check the token and that it "
+                f"may use bot {truncate_text(coze.bot_id, _QUOTE_CHARS)}",
                 EXIT_NOPERM,
             ) from None
         retry_after_s = None
         if status in _RETRY_AFTER_STATUSES:
             retry_after_s = parse_retry_after(exc.response.headers.get("Retry-After"))
         hint = f"; the server asks to retry in {retry_after_s:g} s" if retry_after_s is not None else ""
-        said = server_explanation(exc.response.body)
-        said = f": {said}" if said else ""
         raise TransientError(
             f"handshake failed with HTTP {status}{suffix}{said}{hint}", retry_after_s
         ) from None
