@@ -376,7 +376,7 @@ async def bench_processes(seconds: float) -> dict[str, ProcessRun]:
                     argv = [
                         sys.executable, "-m", "voiced", "run",
                         "--set", f"coze.base_url={proxy.url}", "--set", f"coze.bot_id={BOT_ID}",
-                        "--set", "session.turn_detection=server_vad",
+                        "--set", "session.turn_detection=server_vad", "--set", "listen.mode=always",
                         "--set", f"session.input_codec={codec}", "--set", f"session.output_codec={codec}",
                         "--log-format", "json", "--log-level", "info",
                         "--input-wav", str(workdir / "mic16.wav"),
@@ -393,7 +393,7 @@ def voiced_argv(url: str, codec: str, turn_detection: str, wav_dir: Path | None,
     argv = [
         sys.executable, "-m", "voiced", "run",
         "--set", f"coze.base_url={url}", "--set", f"coze.bot_id={BOT_ID}",
-        "--set", f"session.turn_detection={turn_detection}",
+        "--set", f"session.turn_detection={turn_detection}", "--set", "listen.mode=always",
         "--set", f"session.input_codec={codec}", "--set", f"session.output_codec={codec}",
         "--log-format", "json", "--log-level", "info",
     ]  # fmt: skip
