@@ -1,18 +1,40 @@
-"""Shared pytest configuration: the soak flag. Fixtures live beside the tests that use them."""
+"""Shared pytest configuration: the opt-in flags (soak, debootstrap). Fixtures live beside their tests."""
 
 from __future__ import annotations
 
 import pytest
 
+# marker -> (option that runs the tests carrying it, why they are skipped without it)
+OPT_IN = {
+    "soak": ("--soak", "long soak: run with --soak"),
+    "debootstrap": (
+        "--debootstrap",
+        "installs into a fresh Debian root (minutes, root): run with --debootstrap",
+    ),
+}
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--soak", action="store_true", default=False, help="run the long soak tests")
+    parser.addoption(
+        "--debootstrap",
+        action="store_true",
+        default=False,
+        help="run the service install in a fresh Debian root (debootstrap; root, minutes the first time)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "debootstrap: installs into a fresh Debian root, run with --debootstrap"
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if config.getoption("--soak"):
-        return
-    skip_soak = pytest.mark.skip(reason="long soak: run with --soak")
-    for item in items:
-        if "soak" in item.keywords:
-            item.add_marker(skip_soak)
+    for marker, (option, reason) in OPT_IN.items():
+        if config.getoption(option):
+            continue
+        skip = pytest.mark.skip(reason=reason)
+        for item in items:
+            if marker in item.keywords:
+                item.add_marker(skip)
