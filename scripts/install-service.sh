@@ -90,7 +90,8 @@ voiced_check_platform || exit 1
 
 # --- system packages (the live root only) --------------------------------------------------------------
 if [ "$live" = 1 ] && command -v dpkg-query >/dev/null 2>&1; then
-  want=(libopus0 libportaudio2 espeak-ng)
+  # procps: /bin/kill, the unit's ExecReload= (a minimal Debian root has none; verify refuses the unit).
+  want=(libopus0 libportaudio2 espeak-ng procps)
   "$python" -c 'import venv, ensurepip' >/dev/null 2>&1 || want+=(python3-venv)
   missing=()
   for pkg in "${want[@]}"; do

@@ -4,9 +4,8 @@ The script installs into a fake root (``--root``) here, so the tests need not wr
 the virtualenv is built for real (regular install from a copy of the source), then the checkout it
 came from is moved away before the installed ``voiced`` is run.
 
-A full install into a fresh Debian root is a manual check (it downloads a Debian root):
-``debootstrap --include=python3-venv,systemd bookworm /srv/deb http://deb.debian.org/debian``,
-copy the checkout into it, then ``chroot /srv/deb /src/scripts/install-service.sh --no-start``.
+The full install into a fresh Debian root (apt packages, the package index, the unit verified
+there) is tests/test_install_debootstrap.py, run with ``--debootstrap``.
 """
 
 from __future__ import annotations
