@@ -40,9 +40,9 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if TIMING > 1:
         for item in items:
-            marker = item.get_closest_marker("timeout")
-            if marker is not None and marker.args:
-                item.add_marker(pytest.mark.timeout(float(marker.args[0]) * TIMING), append=False)
+            limit = item.get_closest_marker("timeout")
+            if limit is not None and limit.args:
+                item.add_marker(pytest.mark.timeout(float(limit.args[0]) * TIMING), append=False)
     for marker, (option, reason) in OPT_IN.items():
         if config.getoption(option):
             continue
