@@ -387,7 +387,7 @@ def _parse(
             id=event_id if isinstance(event_id, str) else None,
             logid=logid if isinstance(logid, str) else None,
         )
-    if obj.get("data") == {} and event_type in _DATA_MAY_BE_EMPTY:
+    if obj.get("data") == {} and event_type in DATA_MAY_BE_EMPTY:
         obj = {k: v for k, v in obj.items() if k != "data"}
     try:
         return adapter.validate_python(obj)
@@ -397,8 +397,8 @@ def _parse(
         return MalformedEvent(f"{event_type}: {where}: {first['msg']}", _excerpt(frame), event_type)
 
 
-# Events whose data may legitimately arrive as {} — the server and cozepy both send that.
-_DATA_MAY_BE_EMPTY = frozenset(
+#: Events whose data may legitimately arrive as {} — the server and cozepy both send that.
+DATA_MAY_BE_EMPTY = frozenset(
     {
         "chat.created",
         "conversation.cleared",

@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import ConfigDict, TypeAdapter, ValidationError
 
 from voiced.protocol.events import (
+    DATA_MAY_BE_EMPTY,
     DEFAULT_MAX_FRAME_BYTES,
     AnyServerEvent,
     MalformedEvent,
@@ -31,19 +32,7 @@ _adapter: TypeAdapter[Any] = TypeAdapter(ServerEvent, config=ConfigDict(cache_st
 
 # Event types whose `data` may arrive as {}: the reference parser drops such a `data` before
 # validating, so these take its path to give the same result.
-_NORMALISED_TYPES = frozenset(
-    {
-        "chat.created",
-        "conversation.cleared",
-        "conversation.chat.canceled",
-        "conversation.audio.completed",
-        "input_audio_buffer.completed",
-        "input_audio_buffer.cleared",
-        "input_audio_buffer.speech_started",
-        "input_audio_buffer.speech_stopped",
-        "dump.audio",
-    }
-)
+_NORMALISED_TYPES = DATA_MAY_BE_EMPTY
 
 
 def parse_server_frame_fast(
