@@ -6,10 +6,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
-import os
 import signal
-import socket
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,8 +15,9 @@ from hypothesis import strategies as st
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.agent.harness import BOT_ID, TOKEN, UTTERANCE
+from tests.agent.harness import BOT_ID, TOKEN
 from tests.reliability.conftest import CapturedLogs
+from tests.reliability.processes import spawn_run
 from tests.support.tls import self_signed_cert
 from voiced.agent.transport import open_connection
 from voiced.cli import main as voiced_main
@@ -38,20 +36,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 async def _voiced_run(emu_url: str, tmp_path: Path, *extra: str) -> tuple[int, str]:
     """``voiced run`` at debug level until it is ready and has sent a turn, then SIGTERM; (exit, output)."""
-    notify_path = tmp_path / "notify"
-    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    notify.bind(str(notify_path))
-    notify.setblocking(False)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("VOICED_", "COZE_"))}
-    env.update(COZE_API_TOKEN=TOKEN, NOTIFY_SOCKET=str(notify_path))
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "voiced", "run",
-        "--set", f"coze.base_url={emu_url}", "--set", f"coze.bot_id={BOT_ID}",
-        "--log-level", "debug", "--log-format", "json",
-        "--input-wav", str(UTTERANCE), "--output-wav", str(tmp_path / "out.wav"),
-        *extra,
-        cwd=tmp_path, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-    )  # fmt: skip
+    proc, notify = await spawn_run(emu_url, tmp_path, "--log-level", "debug", *extra)
     loop = asyncio.get_running_loop()
     try:
         async with asyncio.timeout(20):
