@@ -104,6 +104,7 @@ async def test_every_command_lands_where_it_should() -> None:
             seen = len(api.events)
             await api.command("text", text=" ".join(["A long answer that goes on and on."] * 12))
             await api.event(lambda e: e.get("state") == "speaking", start=seen)
+            await asyncio.sleep(0.4)  # some of the reply is heard before it is cut
             assert (await api.command("interrupt"))["ok"]
             await emu.wait_for(lambda e: isinstance(e, ev.ConversationChatCancel), 5)
             interrupted = await api.event(lambda e: e["type"] == "interrupt", start=seen)
@@ -129,6 +130,8 @@ async def test_every_command_lands_where_it_should() -> None:
     assert muted_appends == 0
     assert talk_appends >= 15  # about 0.6 s of 20 ms frames
     assert interrupted["reason"] == "command"
+    # What was heard of the reply before the flush: it had been playing for a while.
+    assert interrupted["played_ms"] is not None and interrupted["played_ms"] > 0
     assert cut["turn"]["interrupted"] is True
     assert switch["ok"] is False and switch["error"]["code"] == "rejected"
     assert "restart" in switch["error"]["message"]

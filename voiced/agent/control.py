@@ -40,7 +40,7 @@ from voiced.control.metrics import Metrics, MetricsSnapshot
 from voiced.control.publisher import EventPublisher
 from voiced.control.server import ControlServer, ControlUnavailableError, serve_control
 from voiced.control.target import CommandRejectedError, Direction
-from voiced.conversation.core import Action, CancelTools, TurnEnded
+from voiced.conversation.core import Action, CancelTools, Flush, TurnEnded
 from voiced.conversation.notices import Notice, NoticeKind
 from voiced.conversation.states import TurnState
 from voiced.devices.base import DeviceError
@@ -129,6 +129,8 @@ class DaemonControl:
         self._controls: tuple[bool, int] | None = None
         self._woken_at_s: float | None = None
         self._tool_names: OrderedDict[str, dict[str, str]] = OrderedDict()
+        #: (chat id, ms of it heard) of the last reply silenced by an interrupt.
+        self._played_ms: tuple[str | None, float | None] = (None, None)
 
     # --- wiring -------------------------------------------------------------------------------------
 
@@ -246,13 +248,21 @@ class DaemonControl:
                 summary = TurnSummary.from_summary(turn.summary())
                 self.last_turn = summary
                 self.publisher.publish(TurnEvent(turn=summary))
-            # NoticeKind members share values (CONFIGURED, HEARD, TURN… are aliases of INTERRUPTED):
-            # the interrupt's notice is the one that names its chats.
-            case Notice(kind=NoticeKind.INTERRUPTED, fields=fields) if "chat_ids" in fields:
+            case Flush(chat_id=chat_id, turn=turn) if chat_id is not None and turn is not None:
+                # The flush runs before the interrupt's notice: what was heard of the chat is known.
+                self._played_ms = (chat_id, turn.played_ms)
+            case Notice(kind=NoticeKind.INTERRUPTED, fields=fields):
                 reason = INTERRUPT_REASONS.get(str(fields.get("reason")), "command")
                 chat_ids = fields.get("chat_ids")
                 chat_id = chat_ids[0] if isinstance(chat_ids, list) and chat_ids else None
-                self.publisher.publish(InterruptEvent(reason=reason, chat_id=chat_id))
+                played_ms = self._played_ms[1] if self._played_ms[0] == chat_id else None
+                self.publisher.publish(
+                    InterruptEvent(
+                        reason=reason,
+                        chat_id=chat_id,
+                        played_ms=round(played_ms, 1) if played_ms is not None else None,
+                    )
+                )
             case CancelTools(chat_id=chat_id):
                 for call_id, name in self._tool_names.pop(chat_id, {}).items():
                     self.publisher.publish(
