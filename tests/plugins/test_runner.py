@@ -217,3 +217,10 @@ async def test_duplicate_call_ids_get_one_output() -> None:
 
 async def test_an_empty_list_of_calls_gives_no_outputs() -> None:
     assert await make_runner([]).run("chat-1", []) == []
+
+
+async def test_a_timeout_is_told_apart_from_a_failure() -> None:
+    runner = make_runner(["hang_async", "sleepy"])
+    hung, slept = await runner.run_detailed("chat-1", [call("hang_async"), call("sleepy", '{"seconds": 0}')])
+    assert not hung.ok and hung.timed_out
+    assert slept.ok and not slept.timed_out

@@ -280,7 +280,7 @@ class DaemonControl:
                     chat_id=chat_id,
                     call_id=call_id,
                     name=names.get(call_id, "tool"),
-                    outcome="ok" if result.ok else "error",
+                    outcome="ok" if result.ok else "timeout" if result.timed_out else "error",
                     duration_ms=round(result.elapsed_s * 1000.0, 1),
                 )
             )

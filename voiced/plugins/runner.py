@@ -87,6 +87,8 @@ class CallResult:
     output: ToolOutput
     ok: bool
     elapsed_s: float
+    #: The tool ran past its timeout (``ok`` is False): it was cancelled or its process killed.
+    timed_out: bool = False
 
 
 class ToolRunner:
@@ -157,10 +159,13 @@ class ToolRunner:
         name = call.function.name
         call_log = log.bind(chat_id=chat_id, tool=name, tool_call_id=call.id)
 
-        def failed(message: str) -> CallResult:
+        def failed(message: str, *, timed_out: bool = False) -> CallResult:
             capped, _ = cap_output(error_output(name, redact(message)), self._settings.max_output_bytes)
             return CallResult(
-                ToolOutput(tool_call_id=call.id, output=capped), False, time.monotonic() - started
+                ToolOutput(tool_call_id=call.id, output=capped),
+                False,
+                time.monotonic() - started,
+                timed_out=timed_out,
             )
 
         info = self._registry.get(name)
@@ -191,7 +196,7 @@ class ToolRunner:
                     if not deadline.expired():
                         raise
                     self._log_timeout(call_log, info)
-                    return failed(f"tool {name!r} timed out after {info.timeout_s:g} s")
+                    return failed(f"tool {name!r} timed out after {info.timeout_s:g} s", timed_out=True)
         except asyncio.CancelledError:
             current = asyncio.current_task()
             if current is not None and current.cancelling():
