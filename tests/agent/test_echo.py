@@ -75,11 +75,6 @@ async def test_the_user_talking_over_a_reply_6_db_under_its_echo_barges_in() -> 
         assert dict(agent.counters.interrupts_by_reason) == {"barge-in": 1}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the residual gate and AEC3's suppressor duck the first syllables of double talk, and a "
-    "ducked pause ends the turn early: the emulator gets a truncated turn",
-)
 async def test_the_user_talking_over_a_reply_6_db_under_its_echo_reaches_the_emulator_intact() -> None:
     room = RoomLoop(Room(delay_ms=80.0, seed=4))
     voice = user_speech()

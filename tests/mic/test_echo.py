@@ -75,8 +75,8 @@ def test_a_user_talking_over_the_reply_is_heard_and_kept() -> None:
 
 @pytest.mark.xfail(
     strict=False,
-    reason="AEC3's suppressor ducks a voice 6 dB under the echo for its first syllables: detection "
-    "takes 0.4-0.9 s, not 300 ms (see README, Echo cancellation)",
+    reason="AEC3's suppressor ducks a voice 6 dB under the echo for its first syllables: about 80 % "
+    "of trials are detected within 300 ms, the rest on the second word (see README, Echo cancellation)",
 )
 def test_barge_in_6_db_under_the_echo_is_detected_within_300_ms_in_95_percent() -> None:
     trials = [

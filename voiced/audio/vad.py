@@ -194,12 +194,19 @@ class TurnDetector:
         return True
 
     def feed(
-        self, frame: bytes, timestamp_s: float, playback_level_dbfs: float | None = None
+        self,
+        frame: bytes,
+        timestamp_s: float,
+        playback_level_dbfs: float | None = None,
+        *,
+        start_frames: int | None = None,
     ) -> list[TurnEvent]:
         """Process one frame captured at `timestamp_s`; return the events it causes (often none).
 
         Raises ValueError when `frame` is not exactly one frame of s16le at the configured rate.
         Pass `playback_level_dbfs` (the current output level) while the device is talking.
+        `start_frames` replaces `settings.start_frames` for this frame (outside barge-in mode): pass
+        fewer while an echo canceller ducks a user talking over the device.
         """
         if len(frame) != self.frame_bytes:
             raise ValueError(
@@ -222,14 +229,14 @@ class TurnDetector:
         self._window.append(voiced)
         self._window_voiced += voiced
         self._consecutive_voiced = self._consecutive_voiced + 1 if voiced else 0
-        if not voiced or not self._start_condition(playback_level_dbfs is not None):
+        if not voiced or not self._start_condition(playback_level_dbfs is not None, start_frames):
             return []
         return [self._start(barge_in=playback_level_dbfs is not None)]
 
-    def _start_condition(self, barge_in: bool) -> bool:
+    def _start_condition(self, barge_in: bool, start_frames: int | None) -> bool:
         if barge_in:
             return self._consecutive_voiced >= self.settings.barge_in_start_frames
-        return self._window_voiced >= self.settings.start_frames
+        return self._window_voiced >= (start_frames or self.settings.start_frames)
 
     def _start(self, barge_in: bool) -> SpeechStarted:
         recent = list(self._recent)

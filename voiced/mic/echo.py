@@ -52,9 +52,9 @@ _REALIGN_S = 0.008
 #: How fast the timeline follows each block's timestamp (averages out callback jitter).
 _TIMELINE_GAIN = 0.02
 _LOG_INTERVAL_S = 30.0
-#: A frame this far below the loudest echo of the last ``_TAIL_FRAMES`` is the room's reverb.
-_TAIL_GATE_DB = 20.0
-_TAIL_FRAMES = 20
+#: How long what the speaker played can still be heard: the acoustic delay the device clocks do not
+#: see plus the room's reverb (400 ms).
+_ECHO_SPAN_FRAMES = 20
 #: The noise floor follows quieter frames at once and louder ones by this much per frame (2.5 dB/s).
 _FLOOR_RISE_DB = 0.05
 
@@ -254,7 +254,7 @@ class EchoCancelStage:
         self.frames = 0
         self.cancelled_frames = 0
         self.gated_frames = 0
-        self._echo_peaks: deque[float] = deque([-120.0], maxlen=_TAIL_FRAMES)
+        self._reference_dbfs: deque[float] = deque([-120.0], maxlen=_ECHO_SPAN_FRAMES)
         self._floor_dbfs = -60.0  # the quietest recent level of what the canceller let through
         self.faults: dict[str, int] = {}
         self.process_s = 0.0  # CPU time spent in the canceller
@@ -310,24 +310,20 @@ class EchoCancelStage:
                 self._fault("stalled", now_s, "no playback reference while the device talks")
             self._heard_s = 0.0
             return frame
-        if _level_dbfs(far) > _ACTIVE_DBFS:
+        far_dbfs = _level_dbfs(far)
+        self._reference_dbfs.append(far_dbfs)
+        if far_dbfs > _ACTIVE_DBFS:
             self._heard_s += FRAME_SAMPLES / RATE_HZ
         if not self.converged:
             return dataclasses.replace(frame, pcm=cleaned.tobytes())
-        cleaned_dbfs, near_dbfs = _level_dbfs(cleaned), _level_dbfs(near)
-        echo_dominated = cleaned_dbfs < near_dbfs - self.settings.residual_gate_db
-        if echo_dominated:
-            self._echo_peaks.append(near_dbfs)
-        else:
-            self._echo_peaks.append(-120.0)
-        # The room keeps ringing after the device pauses, with nothing left in the reference to
-        # cancel: what stays far below the echo just heard is that tail.
-        tail_dbfs = max(self._echo_peaks) - _TAIL_GATE_DB
-        if echo_dominated or cleaned_dbfs < tail_dbfs:
-            # Echo-dominated: what is left is the canceller's residual, tens of dB down but still
-            # speech to webrtcvad, which does not look at levels. Bring it down to the room's noise
-            # floor (not below: the turn detector measures speech against that floor). The user
-            # talking over the device keeps most of the frame's energy and passes.
+        cleaned_dbfs = _level_dbfs(cleaned)
+        # What could still be echo: the loudest reference of the echo's span, the gate's depth below.
+        # Judged by the reference, not by how much the canceller took away: a user talking over the
+        # device keeps a frame the canceller also lowered a lot (its suppressor ducks double talk).
+        if cleaned_dbfs < max(self._reference_dbfs) - self.settings.residual_gate_db:
+            # The canceller's residual and the room's reverb: tens of dB down but still speech to
+            # webrtcvad, which does not look at levels. Bring it down to the room's noise floor (not
+            # below: the turn detector measures speech against that floor).
             if cleaned_dbfs > self._floor_dbfs:
                 gain = 10.0 ** ((self._floor_dbfs - cleaned_dbfs) / 20.0)
                 cleaned = np.round(cleaned * gain).astype(np.int16)
@@ -372,6 +368,8 @@ class EchoCancelStage:
         self._heard_s = 0.0
         self._bypass_until_s = 0.0
         self._slow_ms = 0.0
+        self._reference_dbfs.clear()
+        self._reference_dbfs.append(-120.0)
 
 
 @register_stage("echo_cancel")

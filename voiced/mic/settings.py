@@ -49,11 +49,14 @@ class EchoSettings(BaseModel):
         description="A 20 ms frame that takes longer than this to cancel counts as falling behind.",
     )
     residual_gate_db: float = Field(
-        12.0,
+        30.0,
         ge=0.0,
         le=60.0,
-        description="A frame the canceller lowered by more than this is the device's own voice: it is "
-        "silenced further so that its faint remains do not sound like speech to the turn detector.",
+        description="A cancelled frame more than this below the loudest of what the speaker played in the "
+        "last 400 ms is the device's own voice (the canceller's residual, the room's reverb): it is "
+        "silenced further so that its faint remains do not sound like speech to the turn detector. "
+        "Lower it if the device interrupts itself (a microphone far louder than the speaker), raise it "
+        "if barge-in over the device is slow.",
     )
     noise_suppression: bool = Field(False, description="Add WebRTC noise suppression after the canceller.")
     noise_suppression_level: int = Field(1, ge=0, le=3, description="0..3: 6, 12, 18 or 21 dB.")
