@@ -5,17 +5,56 @@ ERLE: echo return loss enhancement of what the turn detector sees (after 1 s), d
 with and without 100 ppm drift. Double talk: the user starts mid-reply 6 dB under the echo; the
 share detected within 300 ms (and within 1.5 s). Self-interrupts: speech starts per 100 replies
 with nobody speaking. CPU: the echo stage's time per 20 ms frame.
+
+Daemon level: the real daemon against the emulator, its own speaker heard by its own microphone
+through the room in real time (tests.support.echo.RoomLoop), asked for N replies one after the
+other with nobody speaking: interrupts and the turns it sent up on its own voice, per 100 replies.
+The three modes run side by side on one event loop (each reply plays in real time).
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from benchmarks import BenchReport, Table
-from tests.support.echo import MODES, Room, double_talk_trial, erle_db, replies, run_mic_path, simulate
+from tests.support.echo import (
+    MODES,
+    Mode,
+    Room,
+    RoomLoop,
+    daemon_in_room,
+    double_talk_trial,
+    erle_db,
+    replies,
+    run_mic_path,
+    simulate,
+    talk,
+)
+from voiced.protocol import events as ev
 
 NAME = "echo"
 DELAYS_MS = (40.0, 80.0, 120.0, 200.0)
+
+
+async def daemon_replies(mode: Mode, count: int) -> dict[str, Any]:
+    """``count`` replies of the real daemon in a closed-loop room, nobody speaking."""
+    room = RoomLoop(Room(delay_ms=120.0, drift_ppm=100.0, seed=11))
+    async with daemon_in_room(room, mode) as (daemon, emu):
+        result = await talk(daemon, count)
+        turns = sum(1 for r in emu.received if isinstance(r.event, ev.InputAudioBufferComplete))
+    return {
+        "replies": result.played,
+        "interrupts": result.interrupts,
+        "interrupts_by_reason": result.interrupts_by_reason,
+        "self_interrupts_per_100_replies": result.interrupts * 100 / max(1, result.played),
+        "own_voice_turns_per_100_replies": turns * 100 / max(1, result.played),
+    }
+
+
+async def daemon_rows(count: int) -> list[dict[str, Any]]:
+    """The three modes at once (each daemon waits on real-time playback, not on the CPU)."""
+    return list(await asyncio.gather(*(daemon_replies(mode, count) for mode in MODES)))
 
 
 def run(quick: bool) -> BenchReport:
@@ -56,6 +95,20 @@ def run(quick: bool) -> BenchReport:
             "cpu_ms_per_20ms_frame": round(cpu, 3),
         }
         mode_rows.append([mode, per_100, f"{fast:.0%}", f"{slow:.0%}", cpu])
+    daemon_count = 5 if quick else 50
+    daemon_results = asyncio.run(daemon_rows(daemon_count))
+    daemon_table = []
+    for mode, outcome in zip(MODES, daemon_results, strict=True):
+        data["modes"][mode]["daemon"] = outcome
+        stage = data["modes"][mode]["self_interrupts_per_100_replies"]
+        daemon_table.append(
+            [
+                mode,
+                outcome["self_interrupts_per_100_replies"],
+                outcome["own_voice_turns_per_100_replies"],
+                stage,
+            ]
+        )
     return BenchReport(
         tables=[
             Table(
@@ -67,6 +120,11 @@ def run(quick: bool) -> BenchReport:
                 f"Barge-in at full volume ({reply_count} replies, {trials} double-talk trials)",
                 ["mode", "self-interrupts/100", "double talk <=300 ms", "<=1.5 s", "CPU ms/frame"],
                 mode_rows,
+            ),
+            Table(
+                f"The daemon in a closed-loop room, {daemon_count} replies at full volume, nobody speaking",
+                ["mode", "interrupts/100", "own-voice turns/100", "stage-level speech starts/100"],
+                daemon_table,
             ),
         ],
         data=data,

@@ -26,6 +26,7 @@ import numpy as np
 import numpy.typing as npt
 import soxr
 
+from tests.support.pulse import PulseServer
 from voiced.agent.daemon import Daemon
 from voiced.audio.frames import level_dbfs
 from voiced.audio.resample import StreamResampler, resample
@@ -194,7 +195,9 @@ class EchoPath:
     :meth:`played` takes speaker audio at ``speaker_rate_hz`` as it comes (any block size);
     :meth:`mic_block` returns the next ``n`` mic samples at 16 kHz: the echo (silence until the
     room's delay has passed), the user's speech queued with :meth:`say`, and noise. Thread-safe:
-    the speaker side and the mic side run on different threads.
+    the speaker side and the mic side run on different threads. Give it to the headless PulseAudio
+    harness with :func:`attach_echo_path`. The room's ``drift_ppm`` is not modelled here (both
+    virtual devices run on the system clock).
     """
 
     def __init__(self, room: Room, speaker_rate_hz: int) -> None:
@@ -202,8 +205,8 @@ class EchoPath:
         self._ir = room.impulse_response()
         self._resampler = StreamResampler(speaker_rate_hz, RATE_HZ)
         self._tail = np.zeros(self._ir.size - 1)
-        delay = round(room.delay_ms * RATE_HZ / 1000)
-        self._echo = np.zeros(delay)  # the echo waiting to reach the mic; starts with the delay
+        self._delay = round(room.delay_ms * RATE_HZ / 1000)
+        self._echo = np.zeros(self._delay)  # the echo waiting to reach the mic; starts with the delay
         self._user = np.zeros(0)
         self._rng = np.random.default_rng(room.seed)
         self._lock = threading.Lock()
@@ -220,7 +223,10 @@ class EchoPath:
         full[: self._tail.size] += self._tail
         out, self._tail = full[: x.size], full[x.size :]
         with self._lock:
-            self._echo = np.concatenate([self._echo, out])
+            # Ran dry (the speaker gave nothing for a while, or started late): what it plays now is
+            # still heard only after the room's delay, not at once.
+            lead = np.zeros(self._delay) if not self._echo.size else np.zeros(0)
+            self._echo = np.concatenate([self._echo, lead, out])
 
     def say(self, speech: Int16, gain_db: float = 0.0) -> None:
         """Mix ``speech`` (16 kHz) into the mic from now on."""
@@ -241,6 +247,21 @@ class EchoPath:
             self.echo_heard = np.concatenate([self.echo_heard, echo])[-self._max_kept :]
         hiss = self._rng.standard_normal(n) * 32768.0 * 10 ** (self.room.noise_dbfs / 20)
         return to_int16(echo + user + hiss)
+
+    def echo_dbfs(self, last_s: float = 5.0) -> float:
+        """RMS level of the echo alone over the loud part (above -50 dBFS) of the last ``last_s``."""
+        with self._lock:
+            heard = self.echo_heard[-int(last_s * RATE_HZ) :]
+        frames = heard[: heard.size // FRAME_SAMPLES * FRAME_SAMPLES].reshape(-1, FRAME_SAMPLES)
+        loud = [f for f in frames if dbfs(f) > -50.0]
+        return dbfs(np.concatenate(loud)) if loud else -120.0
+
+
+def attach_echo_path(pulse: PulseServer, room: Room) -> EchoPath:
+    """Carry the harness's virtual speaker to its virtual mic through ``room`` from now on."""
+    path = EchoPath(room, pulse.speaker_rate_hz)
+    pulse.echo_path = path
+    return path
 
 
 def resample_16k(pcm: Int16, rate_hz: int) -> Int16:

@@ -17,6 +17,13 @@ Use from any test directory by importing the fixture into that directory's conft
 The fixture sets PULSE_SERVER for this process, re-initialises PortAudio (it scans devices only at
 init) and skips the test, with the reason, only when the `pulseaudio` binary is absent.
 `pulse.kill()` / `pulse.start()` simulate a sound server crash and restart (device loss).
+
+An optional echo path closes the loop, as on a smart speaker whose mic hears its own loudspeaker: set
+`pulse.echo_path` (any :class:`SpeakerToMic`, e.g. `tests.support.echo.EchoPath`) and every block the
+drain thread reads from the virtual speaker is handed to it, and the feeder adds what it returns to
+what the test says, in real time:
+
+    pulse.echo_path = EchoPath(Room(delay_ms=120.0), pulse.speaker_rate_hz)
 """
 
 from __future__ import annotations
@@ -31,15 +38,27 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 import pytest
 
-__all__ = ["PulseServer", "pulse", "pulse_available"]
+__all__ = ["PulseServer", "SpeakerToMic", "pulse", "pulse_available"]
 
 _READY_TIMEOUT_S = 10.0
 _FEED_BLOCK_MS = 10
+
+
+class SpeakerToMic(Protocol):
+    """What carries the virtual speaker's sound to the virtual mic (called on the harness's threads)."""
+
+    def played(self, block: npt.NDArray[np.int16]) -> None:
+        """The virtual speaker just played ``block`` (int16 at the server's speaker_rate_hz)."""
+
+    def mic_block(self, n: int) -> npt.NDArray[np.int16]:
+        """The next ``n`` samples (at mic_rate_hz) the mic hears from the room, added to what is said."""
+        ...
 
 
 def pulse_available() -> bool:
@@ -71,6 +90,8 @@ class PulseServer:
         self._speaker_lock = threading.Lock()
         self.mic_samples_fed = 0
         self.mic_samples_said = 0
+        #: When set, the main speaker ("vspk") is heard on the mic through it (see the module docstring).
+        self.echo_path: SpeakerToMic | None = None
 
     @property
     def server(self) -> str:
@@ -165,6 +186,7 @@ class PulseServer:
 
     def _next_mic_block(self, n: int) -> bytes:
         out = np.zeros(n, dtype=np.int16)
+        path = self.echo_path
         filled = 0
         with self._mic_lock:
             while filled < n and self._mic_queue:
@@ -176,6 +198,9 @@ class PulseServer:
                     self._mic_queue.popleft()
                 else:
                     self._mic_queue[0] = head[k:]
+        if path is not None:
+            mixed = out.astype(np.int32) + path.mic_block(n).astype(np.int32)
+            out = np.clip(mixed, -32768, 32767).astype(np.int16)
         return out.astype("<i2").tobytes()
 
     def _feed_mic(self) -> None:
@@ -207,6 +232,8 @@ class PulseServer:
     # -- the virtual speaker ------------------------------------------------------------------------
     def _drain_speaker(self, fifo: Path | None = None, into: bytearray | None = None) -> None:
         captured = self._speaker if into is None else into
+        main = into is None
+        odd = b""  # a read may split a sample: its first byte waits for the next read
         fd = os.open(fifo or self.speaker_fifo, os.O_RDONLY | os.O_NONBLOCK)
         try:
             while not self._stop.is_set():
@@ -220,6 +247,12 @@ class PulseServer:
                     continue
                 with self._speaker_lock:
                     captured += data
+                path = self.echo_path
+                if main and path is not None:
+                    whole = odd + data
+                    cut = len(whole) // 2 * 2
+                    odd = whole[cut:]
+                    path.played(np.frombuffer(whole[:cut], dtype="<i2").astype(np.int16))
         finally:
             os.close(fd)
 
