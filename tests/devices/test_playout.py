@@ -161,3 +161,31 @@ async def test_a_playing_pump_shares_one_wake_up_per_block_with_in_memory_device
     assert np.array_equal(heard[start : start + reply.size], reply)
     assert sink.underrun_samples == 0
     assert playout.stats().pump_lag_events == 0
+
+
+async def test_a_barge_in_on_the_microphone_boundary_is_silent_within_the_fade() -> None:
+    """A flush made while handling a microphone frame lands before the speaker's block on the same
+    boundary: nothing of the reply is heard later than the fade after it."""
+    source = MemorySource(np.zeros(16000 * 3, dtype=np.int16), after_end="silence")
+    sink = MemorySink(RATE)
+    playout = Playout(sink, JitterBuffer(RATE, JitterSettings()))
+    loop = asyncio.get_running_loop()
+    flushed_at: list[float] = []
+
+    async def listen() -> None:
+        for _ in range(40):  # 0.8 s of reply, then a barge-in on this frame
+            await source.read_frame()
+        playout.interrupt("a", fade_ms=10)
+        flushed_at.append(loop.time())
+        await asyncio.sleep(0.2)
+
+    await source.start()
+    await sink.start()
+    async with asyncio.TaskGroup() as tg:
+        pump = tg.create_task(playout.run())
+        playout.push("a", sine(400, 3.0, RATE, 20000).tobytes(), playout.clock())
+        await tg.create_task(listen())
+        pump.cancel()
+    await sink.stop()
+    audible_until = max(at_s + (int(np.flatnonzero(b)[-1]) + 1) / RATE for at_s, b in sink.blocks if b.any())
+    assert audible_until - flushed_at[0] <= 0.010 + 0.002

@@ -179,6 +179,9 @@ class ClockedSink:
             delay = t0 + k * self._period_s - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)
+            # Let everything else due on this boundary run first (a microphone frame that flushes
+            # the output, the pump topping the ring up): the block is what the ring holds after them.
+            await asyncio.sleep(0)
             n = self._ring.read_into(block)
             if n < block.size and self._written_any:
                 self.underrun_samples += int(block.size) - n
