@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 
 from tests.audio.helpers import TRACES, load_trace, read_wav, sine
+from tests.support.wakeups import thread_wakeups
 from voiced.audio.jitter import JitterBuffer
 from voiced.audio.settings import JitterSettings
 from voiced.conversation.playout import Playout
 from voiced.devices.base import DeviceLost
-from voiced.devices.memory import MemorySink
+from voiced.devices.memory import MemorySink, MemorySource, next_boundary_s
 
 pytestmark = pytest.mark.timeout(60)
 RATE = 24000
@@ -117,3 +118,74 @@ async def test_cancelling_a_queued_reply_does_not_cut_the_one_playing() -> None:
     first = int(np.flatnonzero(heard)[0]) - 1  # the tone starts with a zero sample
     assert np.array_equal(heard[first : first + tone.size], tone)
     assert not heard[first + tone.size :].any()
+
+
+def test_boundaries_are_multiples_of_the_period_strictly_ahead() -> None:
+    assert next_boundary_s(10.005, 0.02) == pytest.approx(10.02)
+    # A timer run a hair before its boundary is on it: the next one is a whole period later.
+    assert next_boundary_s(10.02 - 1e-9, 0.02) == pytest.approx(10.04)
+    assert next_boundary_s(10.0195, 0.02) == pytest.approx(10.04)
+
+
+async def test_a_playing_pump_shares_one_wake_up_per_block_with_in_memory_devices() -> None:
+    """Microphone, speaker and pump on one 20 ms cadence: about 50 wake-ups a second while a reply
+    plays (each on its own phase, with a pump checking every half block, they took about 150), and
+    the reply is heard whole with no underrun."""
+    reply = sine(300, 2.0, RATE, 12000)
+    source = MemorySource(np.zeros(16000 * 3, dtype=np.int16), after_end="silence")
+    sink = MemorySink(RATE)
+    playout = Playout(sink, JitterBuffer(RATE, JitterSettings()))
+
+    async def listen() -> None:
+        while True:
+            await source.read_frame()
+
+    await source.start()
+    await sink.start()
+    async with asyncio.TaskGroup() as tg:
+        pump = tg.create_task(playout.run())
+        mic = tg.create_task(listen())
+        playout.push("a", reply.tobytes(), playout.clock())
+        playout.complete("a")
+        await asyncio.sleep(0.3)
+        wakeups_before = thread_wakeups()
+        await asyncio.sleep(1.0)
+        wakeups_per_s = thread_wakeups() - wakeups_before
+        await playout.wait_idle(timeout_s=10)
+        pump.cancel()
+        mic.cancel()
+    await sink.stop()
+    assert wakeups_per_s < 90, wakeups_per_s
+    heard = sink.audio()
+    start = int(np.flatnonzero(heard)[0]) - int(np.flatnonzero(reply)[0])
+    assert np.array_equal(heard[start : start + reply.size], reply)
+    assert sink.underrun_samples == 0
+    assert playout.stats().pump_lag_events == 0
+
+
+async def test_a_barge_in_on_the_microphone_boundary_is_silent_within_the_fade() -> None:
+    """A flush made while handling a microphone frame lands before the speaker's block on the same
+    boundary: nothing of the reply is heard later than the fade after it."""
+    source = MemorySource(np.zeros(16000 * 3, dtype=np.int16), after_end="silence")
+    sink = MemorySink(RATE)
+    playout = Playout(sink, JitterBuffer(RATE, JitterSettings()))
+    loop = asyncio.get_running_loop()
+    flushed_at: list[float] = []
+
+    async def listen() -> None:
+        for _ in range(40):  # 0.8 s of reply, then a barge-in on this frame
+            await source.read_frame()
+        playout.interrupt("a", fade_ms=10)
+        flushed_at.append(loop.time())
+        await asyncio.sleep(0.2)
+
+    await source.start()
+    await sink.start()
+    async with asyncio.TaskGroup() as tg:
+        pump = tg.create_task(playout.run())
+        playout.push("a", sine(400, 3.0, RATE, 20000).tobytes(), playout.clock())
+        await tg.create_task(listen())
+        pump.cancel()
+    await sink.stop()
+    audible_until = max(at_s + (int(np.flatnonzero(b)[-1]) + 1) / RATE for at_s, b in sink.blocks if b.any())
+    assert audible_until - flushed_at[0] <= 0.010 + 0.002

@@ -12,6 +12,7 @@ import pytest
 
 from tests.audio.helpers import LIGHTS, TRACES, UTTERANCE, read_wav, speech_edges
 from tests.support.pulse import PulseServer, reinitialise_portaudio
+from tests.support.wakeups import thread_wakeups
 from voiced.audio.jitter import JitterBuffer
 from voiced.audio.settings import JitterSettings, VadSettings
 from voiced.audio.vad import SpeechEnded, SpeechStarted, TurnDetector
@@ -219,6 +220,25 @@ async def test_capture_times_come_from_the_device_clock(pulse: PulseServer) -> N
     for frame, read_at_s in frames[10:]:
         # Captured before it could be read, and not long before.
         assert 0.0 < read_at_s - frame.captured_at_s < 0.5
+
+
+async def test_capture_in_10_ms_blocks_wakes_the_loop_once_per_frame(pulse: PulseServer) -> None:
+    """The callback wakes the reader only when the rest of a 20 ms frame is in: 10 ms blocks cost
+    the event loop 50 wake-ups a second, not 75-100, and the frames keep their device-clock times."""
+    source = PortAudioSource(DeviceSettings(capture_block_ms=10))
+    await source.start()
+    try:
+        for _ in range(10):  # let the stream settle
+            await asyncio.wait_for(source.read_frame(), timeout=5)
+        wakeups_before = thread_wakeups()
+        frames = [await asyncio.wait_for(source.read_frame(), timeout=5) for _ in range(50)]
+        wakeups = thread_wakeups() - wakeups_before
+    finally:
+        await source.stop()
+    assert source.callbacks >= 100
+    assert wakeups < 65, wakeups
+    steps = np.diff([f.captured_at_s for f in frames])
+    assert np.all(np.abs(steps - 0.02) < 0.005), steps
 
 
 class RecordingTap:

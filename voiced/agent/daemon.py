@@ -42,6 +42,7 @@ from voiced.devices.base import (
     EndOfStream,
     off_loop,
 )
+from voiced.devices.memory import next_boundary_s
 from voiced.devices.settings import DeviceSettings
 from voiced.errors import (
     EXIT_FAILURE,
@@ -72,6 +73,8 @@ MIC_STALE_S = 3.0
 DEVICE_DEADLINE_S = 10.0
 #: Devices that ran this long since their last reopen reset the reopen backoff.
 DEVICE_STABLE_S = 10.0
+# The grid housekeeping wakes on: the period of the audio devices' blocks.
+_TICK_S = 0.02
 
 
 class Backoff:
@@ -591,8 +594,12 @@ class Daemon:
         interval_s = min(0.25, self.notifier.watchdog_interval_s() or 0.25)
         overflows_seen = 0
         overflow_lines = WarningLimiter[Literal["overflow"]](period_s=10.0, burst=3, clock=self.clock)
+        loop = asyncio.get_running_loop()
         while True:
-            await asyncio.sleep(interval_s)
+            # On a 20 ms boundary, at most `interval_s` away: the wake-up the audio devices (paced on
+            # the same boundaries) make anyway, not one of its own.
+            now_s = loop.time()
+            await asyncio.sleep(next_boundary_s(now_s + interval_s - _TICK_S, _TICK_S) - now_s)
             agent = self.agent
             assert agent is not None
             try:

@@ -9,6 +9,11 @@ The sink's ring is kept shallow (`lead_blocks`, default 3 blocks, raised by one 
 device drains the ring completely, up to `max_lead_blocks`): the jitter buffer, not the ring, absorbs
 network jitter, so the level reported for barge-in and the first-sample time match what is
 being heard, and an interrupt (`sink.clear`) silences the device within one block.
+
+While playing, the pump wakes once per block, on the block boundaries of the loop clock: the device
+drains one block per period, so a lead of `lead_blocks` is topped up long before it runs out, and
+in-memory devices paced on the same boundaries share the wake-up. Idle, it wakes on new audio or every
+`_IDLE_CHECK_S` to check the device.
 """
 
 from __future__ import annotations
@@ -23,12 +28,14 @@ from dataclasses import dataclass
 from voiced.audio.frames import level_dbfs
 from voiced.audio.jitter import JitterBuffer, JitterStats
 from voiced.devices.base import AudioSink
+from voiced.devices.memory import next_boundary_s
 
 # Echo reaches the mic through the ring and the room with some delay, so the barge-in level is the
 # loudest recent block rather than the current one.
 _LEVEL_WINDOW_BLOCKS = 5
-# While idle the pump only wakes this often, to notice a dead device.
-_IDLE_CHECK_S = 0.25
+# While idle the pump only wakes this often, to notice a dead device (a whole number of 20 ms blocks,
+# so that the check shares a wake-up with the device's own).
+_IDLE_CHECK_S = 0.24
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +83,7 @@ class Playout:
     # -- the pump ---------------------------------------------------------------------------------
     async def run(self) -> None:
         """Pump forever (until cancelled). Raises DeviceLost when the sink dies."""
+        loop = asyncio.get_running_loop()
         while True:
             self.sink.check()
             if self.jitter.idle and self.clock() >= self._audible_until_s:
@@ -87,8 +95,9 @@ class Playout:
                 self._was_idle = True
                 self.idle_waits += 1
                 self._audio_arrived.clear()
+                check_at_s = next_boundary_s(loop.time() + _IDLE_CHECK_S, self._period_s)
                 with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(_IDLE_CHECK_S):
+                    async with asyncio.timeout_at(check_at_s):
                         await self._audio_arrived.wait()
                 continue
             queued = self.sink.queued_samples()
@@ -104,7 +113,8 @@ class Playout:
             while queued < target and self.sink.writable_samples() >= self._block:
                 self._write_block(queued)
                 queued += self._block
-            await asyncio.sleep(self._period_s / 2)
+            now_s = loop.time()
+            await asyncio.sleep(next_boundary_s(now_s, self._period_s) - now_s)
 
     def _write_block(self, queued_before: int) -> None:
         now = self.clock()

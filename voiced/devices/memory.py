@@ -5,11 +5,16 @@
 an asyncio task at real time, one block per period, exactly like a sound card would; subclasses
 decide what to do with each block. `MemorySink` keeps the blocks (bounded) so a test can compare
 what was "heard" with what was sent.
+
+Paced devices start their schedules on a boundary of the loop clock (`next_boundary_s`), so a
+microphone, a speaker and the playout pump that share a period wake the process once per period
+together rather than each at its own phase.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 from collections import deque
 from typing import Literal
 
@@ -21,6 +26,19 @@ from voiced.audio.ring import SpscRing
 from voiced.devices.base import DeviceError, DeviceLost, EndOfStream, MicFrame, PlaybackTap
 
 AfterEnd = Literal["raise", "silence", "loop"]
+
+# A timer due within this much of a boundary is already on it (the loop runs timers up to its clock
+# resolution early); the next boundary is the one after.
+_BOUNDARY_MARGIN_S = 0.001
+
+
+def next_boundary_s(after_s: float, period_s: float) -> float:
+    """The first multiple of `period_s` on the loop clock later than `after_s` (by over a millisecond).
+
+    Sleep until it to wake in step with every other timer on the same period: the loop serves timers
+    due at the same moment in one wake-up of the process.
+    """
+    return math.floor((after_s + _BOUNDARY_MARGIN_S) / period_s + 1.0) * period_s
 
 
 class MemorySource:
@@ -75,9 +93,10 @@ class MemorySource:
         return int(self._data.size) - self._pos
 
     async def start(self) -> None:
-        """Start the clock: with pacing, frame k is released at start + (k+1) * frame_ms."""
+        """Start the clock: with pacing, frame k is released at t0 + (k+1) * frame_ms, t0 the first
+        frame boundary of the loop clock after now (`next_boundary_s`)."""
         self._started = True
-        self._t0 = asyncio.get_running_loop().time()
+        self._t0 = next_boundary_s(asyncio.get_running_loop().time(), self.frame_ms / 1000.0)
         self.frames_delivered = 0
 
     async def read_frame(self) -> MicFrame:
@@ -152,7 +171,7 @@ class ClockedSink:
 
     async def _drain(self) -> None:
         loop = asyncio.get_running_loop()
-        t0 = loop.time()
+        t0 = next_boundary_s(loop.time(), self._period_s) - self._period_s
         block = np.zeros(self.block_samples, dtype=np.int16)
         k = 0
         while True:
@@ -160,6 +179,9 @@ class ClockedSink:
             delay = t0 + k * self._period_s - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)
+            # Let everything else due on this boundary run first (a microphone frame that flushes
+            # the output, the pump topping the ring up): the block is what the ring holds after them.
+            await asyncio.sleep(0)
             n = self._ring.read_into(block)
             if n < block.size and self._written_any:
                 self.underrun_samples += int(block.size) - n

@@ -2,7 +2,9 @@
 
 The PortAudio callbacks run on PortAudio's thread and do constant-time work only: one bounded copy
 into / out of an SPSC ring (`voiced.audio.ring`), a counter, and (capture) a thread-safe wake-up of
-the event loop. Resampling, framing and everything else happen on the loop.
+the event loop, only when a reader is waiting and the ring holds the rest of its next 20 ms frame
+(every wake-up costs the process a pass through the loop). Resampling, framing and everything else
+happen on the loop.
 
 Device loss: the stream's finished-callback (PortAudio ended the stream: unplugged device, sound
 server gone) or no callback for `stall_timeout_s` (a stream that silently stopped) turns into
@@ -221,6 +223,11 @@ def _start_stream(
     return stream
 
 
+def _resolve(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
 def _close_stream(stream: Any) -> None:
     for op in (stream.abort, stream.close):
         with contextlib.suppress(Exception):  # the device may be gone; closing is best effort
@@ -249,7 +256,11 @@ class PortAudioSource:
         self._stream: Any = None
         self._ring = SpscRing(MIC_RATE_HZ)
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._wake = asyncio.Event()
+        # The reader's pending wait (set by the loop, read by the callback) and the device samples it
+        # waits for; the callback remembers the last waiter it woke so that it wakes each one once.
+        self._waiter: asyncio.Future[None] | None = None
+        self._wanted_samples = 1
+        self._woken: asyncio.Future[None] | None = None
         self._lost: str | None = None
         self._frames: deque[MicFrame] = deque()
         self._assembler = FrameAssembler(MIC_FRAME_SAMPLES)
@@ -299,12 +310,13 @@ class PortAudioSource:
             owner=self,
         )
 
-    def _notify(self) -> None:
+    def _notify(self, waiter: asyncio.Future[None]) -> None:
         loop = self._loop
         if loop is None:
             return
+        self._woken = waiter
         with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
-            loop.call_soon_threadsafe(self._wake.set)
+            loop.call_soon_threadsafe(_resolve, waiter)
 
     def _callback(self, indata: Any, frames: int, time_info: Any, status: Any) -> None:
         # PortAudio thread: a bounded copy and a wake-up, nothing else.
@@ -321,12 +333,18 @@ class PortAudioSource:
             self.overruns += 1
         self._written_total += written
         self._anchor = (self._written_total, captured_s + frames / self.device_rate_hz)
-        self._notify()
+        # After the write: the reader publishes its waiter before it looks at the ring, so one of
+        # the two always sees the other's step.
+        waiter = self._waiter
+        if waiter is not None and waiter is not self._woken and self._ring.readable() >= self._wanted_samples:
+            self._notify(waiter)
 
     def _finished(self) -> None:
         if self._lost is None:
             self._lost = "the input stream ended (device unplugged or sound server gone)"
-        self._notify()
+        waiter = self._waiter
+        if waiter is not None:
+            self._notify(waiter)
 
     async def read_frame(self) -> MicFrame:
         """Next 20 ms frame of 16 kHz mono s16le with its capture time from the device clock.
@@ -353,14 +371,26 @@ class PortAudioSource:
                     self._frames_out += 1
                     self._frames.append(MicFrame(pcm, end_s - (self._out_total - first) / MIC_RATE_HZ))
                 continue
-            self._wake.clear()
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=self.stall_timeout_s)
-            except TimeoutError:
-                active = bool(self._stream is not None and self._stream.active)
-                self._lost = f"no audio from the input device for {self.stall_timeout_s:.1f} s" + (
-                    "" if active else " (stream stopped)"
-                )
+            await self._wait_for_frame()
+
+    async def _wait_for_frame(self) -> None:
+        """Sleep until the callback has the rest of a frame (or the stream ends or stalls)."""
+        missing_out = MIC_FRAME_SAMPLES - self._assembler.pending_bytes // 2
+        self._wanted_samples = max(1, missing_out * self.device_rate_hz // MIC_RATE_HZ)
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiter = waiter
+        try:
+            if self._ring.readable() >= self._wanted_samples or self._lost is not None:
+                return  # arrived while the waiter was being published
+            async with asyncio.timeout(self.stall_timeout_s):
+                await waiter
+        except TimeoutError:
+            active = bool(self._stream is not None and self._stream.active)
+            self._lost = f"no audio from the input device for {self.stall_timeout_s:.1f} s" + (
+                "" if active else " (stream stopped)"
+            )
+        finally:
+            self._waiter = None
 
     async def stop(self) -> None:
         """Abort and close the stream (abort, not stop: stop can hang on a stalled stream), off the loop."""
