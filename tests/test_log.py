@@ -146,10 +146,11 @@ def test_alsa_lib_errors_go_to_the_log_counted_and_rate_limited(capfd: pytest.Ca
     lines = [line for line in out.getvalue().splitlines() if "component=alsa" in line]
     assert 1 <= len(lines) <= 4, lines
     assert all(line.startswith("<4>") for line in lines)
-    assert any("Unknown PCM" in line and "snd_pcm_open" in line for line in lines), lines
-    folded = [line for line in lines if "folded=" in line]
-    if folded:
-        assert re.search(r"folded=\d+ total=\d+", folded[-1])
+    detailed = [line for line in lines if "Unknown PCM" in line and "snd_pcm_open" in line]
+    folded = [match for line in lines if (match := re.search(r"folded=(\d+) total=\d+", line))]
+    # The limiter is the process's own: when other tests in this process already spent the window's
+    # few detailed lines on their ALSA errors, these 200 are in the folded count instead.
+    assert detailed or (folded and int(folded[-1].group(1)) >= 200), lines
 
 
 def test_the_alsa_log_folds_a_flood_and_reports_the_count_when_the_window_ends() -> None:
