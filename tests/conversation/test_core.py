@@ -511,3 +511,19 @@ def test_an_echo_canceller_that_cannot_vouch_for_a_frame_falls_back_to_half_dupl
     rig.playback = Playback(active=True, level_dbfs=-60.0, chat_id="A")
     rig.mic(utterance_frames())
     assert not rig.of(Flush) and rig.state() is TurnState.SPEAKING
+
+
+def test_an_unvouched_echo_tail_after_the_reply_does_not_barge_in_on_the_next() -> None:
+    # The device stopped playing, but its echo is still in the room (output latency, reverberation)
+    # and the canceller cannot vouch for it: the next reply must not be interrupted by it.
+    rig = Rig(**{"audio.echo.mode": "webrtc"})
+    rig.connect()
+    rig.receive(chat_created("A"), audio("A", 1000, 200))
+    rig.playback = Playback(active=True, level_dbfs=-60.0, chat_id="A")
+    rig.mic([SILENCE] * 5)
+    rig.receive(chat_completed("A"), chat_created("B"))
+    rig.playback = Playback()  # A has played out; B's audio has not started
+    frames = utterance_frames()
+    speech_start = next(i for i, f in enumerate(frames) if np.abs(np.frombuffer(f, np.int16)).max() > 2000)
+    rig.mic(frames[speech_start : speech_start + 20])  # loud "echo" within half a second
+    assert not rig.of(Flush)

@@ -51,6 +51,9 @@ if TYPE_CHECKING:
 MAX_TRACKED_CHATS = 64
 #: A press shorter than this is a bounce, not a turn: its audio is cleared, no reply is asked for.
 MIN_PRESS_S = 0.1
+#: How long after the device stops playing its echo may still reach the microphone (the output
+#: latency of a sound server plus a room's delay and reverberation).
+ECHO_TAIL_S = 0.5
 
 # --- actions -----------------------------------------------------------------------------------------
 
@@ -235,6 +238,7 @@ class Conversation:
         self.state = self._rest_state()
         self.muted = False
         self._mute_until_s = 0.0
+        self._echo_until_s = 0.0
         self._listen_deadline_s: float | None = None
         self._reply_deadline_s: float | None = None
         self._turn: TurnTimeline | None = None
@@ -407,10 +411,16 @@ class Conversation:
                     out.append(EndTurn(event.timestamp_s, turn))
 
     def _echo_unvouched(self, frame: StageFrame) -> bool:
-        """An echo canceller is configured but did not vouch for this frame while the device talks
-        (converging, its reference stalled, too slow): the frame may be the device's own voice, so it
-        is not listened to — half duplex is the safe fallback, never self-interruption."""
-        return self.config.audio.echo.mode == "webrtc" and frame.playback_active and not frame.echo_cancelled
+        """An echo canceller is configured but did not vouch for this frame while the device talks or
+        its echo may still be in the room (converging, its reference stalled, too slow): the frame may
+        be the device's own voice, so it is not listened to — half duplex is the safe fallback, never
+        self-interruption."""
+        if self.config.audio.echo.mode != "webrtc" or frame.echo_cancelled:
+            return False
+        if frame.playback_active:
+            self._echo_until_s = frame.captured_at_s + ECHO_TAIL_S
+            return True
+        return frame.captured_at_s < self._echo_until_s
 
     def _reply_active(self, playback: Playback) -> bool:
         return playback.active or self.session.current_chat_id is not None
