@@ -544,10 +544,6 @@ class Conversation:
 
     # --- the connection -----------------------------------------------------------------------------
 
-    def connected(self, now_s: float) -> list[Action]:
-        """A new socket is open: the session waits for ``chat.created``, then configures."""
-        return []
-
     def connection_lost(self, now_s: float) -> list[Action]:
         """The socket is gone: abandon tool runs and the user's turn; queued reply audio plays out."""
         out: list[Action] = []
