@@ -124,8 +124,10 @@ def check(samples: Samples, rss_drift_mb: float, heap_growth_bytes: int) -> None
         sep="\n  ",
     )
     assert samples.turns[-1] - samples.turns[0] >= 3, "the soak must keep turns going"
-    # Task count: no growth beyond what one turn in flight (tool calls, a reconnect) can add.
-    assert max(samples.tasks) - min(samples.tasks) <= 3, samples.tasks
+    # Task count: no growth. A sample may catch a turn in flight (tool calls, a reconnect, a close);
+    # a leak shows as the later half running above the earlier half's peak.
+    half = len(samples.tasks) // 2
+    assert max(samples.tasks[half:]) <= max(samples.tasks[:half]) + 2, samples.tasks
     # voiced's own allocations stay flat; RSS (which includes the emulator and the fake speaker's
     # recording, bounded at 120 s of audio) stays within a bound.
     assert samples.heap_growth_bytes < heap_growth_bytes, samples.heap_growth
