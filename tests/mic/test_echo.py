@@ -73,11 +73,6 @@ def test_a_user_talking_over_the_reply_is_heard_and_kept() -> None:
     assert all(-6.0 <= t.kept_db <= 3.0 for t in trials)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="AEC3's suppressor ducks a voice 6 dB under the echo for its first syllables: about 80 % "
-    "of trials are detected within 300 ms, the rest on the second word (see README, Echo cancellation)",
-)
 def test_barge_in_6_db_under_the_echo_is_detected_within_300_ms_in_95_percent() -> None:
     trials = [
         double_talk_trial("aec", room=Room(delay_ms=(40.0, 120.0, 200.0)[s % 3], seed=s), seed=s)

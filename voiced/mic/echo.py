@@ -26,10 +26,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
+import numpy.typing as npt
 
 from voiced.audio.frames import Int16Array
 from voiced.audio.resample import StreamResampler
 from voiced.log import get_logger
+from voiced.mic.linear_echo import LinearEchoFilter
 from voiced.mic.settings import EchoSettings
 from voiced.mic.stages import StageFrame, register_stage
 
@@ -57,6 +59,12 @@ _LOG_INTERVAL_S = 30.0
 _ECHO_SPAN_FRAMES = 20
 #: The noise floor follows quieter frames at once and louder ones by this much per frame (2.5 dB/s).
 _FLOOR_RISE_DB = 0.05
+#: The linear filter's residual says "the user talks" only once it removes this much of the echo
+#: while the device talks alone (it needs a few seconds of the device's voice, AEC3 less).
+_LINEAR_TRUST_DB = 8.0
+#: ... and only when AEC3 let at least this much through (dB below the loudest reference): a frame
+#: AEC3 silenced completely is echo its suppressor recognised, whatever the linear filter says.
+_DUCKED_FLOOR_DB = 40.0
 
 
 class Canceller(Protocol):
@@ -219,7 +227,7 @@ class EchoReference:
         self.last_block_at_s = None
 
 
-def _level_dbfs(pcm: Int16Array) -> float:
+def _level_dbfs(pcm: Int16Array | npt.NDArray[np.float64]) -> float:
     power = float(np.mean(pcm.astype(np.float64) ** 2)) if pcm.size else 0.0
     return 10.0 * np.log10(power / 32768.0**2) if power > 0 else -120.0
 
@@ -258,6 +266,8 @@ class EchoCancelStage:
         self._floor_dbfs = -60.0  # the quietest recent level of what the canceller let through
         self.faults: dict[str, int] = {}
         self.process_s = 0.0  # CPU time spent in the canceller
+        self._linear = LinearEchoFilter() if settings.double_talk_margin_db > 0 else None
+        self.double_talk_frames = 0  # frames let through because the linear residual heard the user
 
     @property
     def playback_tap(self) -> EchoReference:
@@ -290,6 +300,11 @@ class EchoCancelStage:
                     self._canceller.process(near[AEC_BLOCK_SAMPLES:], far[AEC_BLOCK_SAMPLES:]),
                 ]
             ).astype(np.int16, copy=False)
+            residual = (
+                None
+                if self._linear is None
+                else self._linear.process(near.astype(np.float64), far.astype(np.float64))
+            )
         except Exception as exc:  # a native library: any failure means "not cancelled", never a crash
             self._fault("failed", now_s, f"echo canceller failed ({type(exc).__name__}: {str(exc)[:120]})")
             self._bypass(now_s)
@@ -317,10 +332,23 @@ class EchoCancelStage:
         if not self.converged:
             return dataclasses.replace(frame, pcm=cleaned.tobytes())
         cleaned_dbfs = _level_dbfs(cleaned)
+        loudest_dbfs = max(self._reference_dbfs)
+        user_talking = False
+        if residual is not None and self._linear is not None:
+            # AEC3's suppressor ducks the first syllables of a user talking over the device; the
+            # linear residual keeps them, a dozen dB above the echo it leaves.
+            user_talking = (
+                self._linear.erle_db >= _LINEAR_TRUST_DB
+                and _level_dbfs(residual) > loudest_dbfs - self.settings.double_talk_margin_db
+                and cleaned_dbfs > loudest_dbfs - _DUCKED_FLOOR_DB
+            )
+            if not user_talking and far_dbfs > _ACTIVE_DBFS:
+                self._linear.learn_erle(near.astype(np.float64), residual)
+            self.double_talk_frames += user_talking
         # What could still be echo: the loudest reference of the echo's span, the gate's depth below.
         # Judged by the reference, not by how much the canceller took away: a user talking over the
         # device keeps a frame the canceller also lowered a lot (its suppressor ducks double talk).
-        if cleaned_dbfs < max(self._reference_dbfs) - self.settings.residual_gate_db:
+        if cleaned_dbfs < loudest_dbfs - self.settings.residual_gate_db and not user_talking:
             # The canceller's residual and the room's reverb: tens of dB down but still speech to
             # webrtcvad, which does not look at levels. Bring it down to the room's noise floor (not
             # below: the turn detector measures speech against that floor).
@@ -370,6 +398,8 @@ class EchoCancelStage:
         self._slow_ms = 0.0
         self._reference_dbfs.clear()
         self._reference_dbfs.append(-120.0)
+        if self._linear is not None:
+            self._linear.reset()
 
 
 @register_stage("echo_cancel")
