@@ -91,6 +91,19 @@ def test_frames_are_not_vouched_for_before_the_canceller_has_heard_the_device() 
     assert run.cancelled[first_cancelled:].all() or run.cancelled[first_cancelled:].mean() > 0.9
 
 
+def test_a_canceller_that_does_not_remove_the_echo_is_never_vouched_for() -> None:
+    # The microphone hears a speaker the reference does not describe (another sound card's tap, a
+    # second loudspeaker in the room): a second of the device talking must not make it trusted.
+    played = replies(3)
+    other = replies(3, reply=user_speech())[: played.size]
+    heard = simulate(other, Room(seed=6))
+    run = run_mic_path(played, heard.mic, "aec")
+    assert not run.cancelled.any()
+    # The same room heard through the right reference is trusted within a few seconds.
+    scene = simulate(played, Room(seed=6))
+    assert run_mic_path(played, scene.mic, "aec").cancelled[150:].mean() > 0.95
+
+
 def _frames(
     stage: EchoCancelStage, mic: Int16Array, start_k: int, count: int, *, active: bool
 ) -> list[StageFrame]:

@@ -420,7 +420,7 @@ def double_talk_trial(
     at = replies_before * period + int(rng.uniform(0.1, 0.6) * reply.size)
     user = place(voice, played.size, at, gain_db)
     scene = simulate(played, room, user, seed=seed)
-    run = run_mic_path(played, scene.mic, mode, settings=settings)
+    run = run_mic_path(played, scene.mic, mode, settings=settings, drift_ppm=room.drift_ppm)
     onset_s = at / RATE_HZ
     late = [s - onset_s for s in run.started_at_s if s >= onset_s - 0.1]
     detected = late[0] if late else None

@@ -65,6 +65,10 @@ _LINEAR_TRUST_DB = 8.0
 #: ... and only when AEC3 let at least this much through (dB below the loudest reference): a frame
 #: AEC3 silenced completely is echo its suppressor recognised, whatever the linear filter says.
 _DUCKED_FLOOR_DB = 40.0
+#: The canceller is trusted once it has heard converge_s of the device and removes this much of its
+#: echo (smoothed over about half a second of the device talking).
+_CONVERGED_ERLE_DB = 30.0
+_CONVERGENCE_SMOOTHING = 0.04
 
 
 class Canceller(Protocol):
@@ -255,6 +259,9 @@ class EchoCancelStage:
         self._canceller = canceller_factory()
         self._clock = clock
         self._heard_s = 0.0  # far-end speech the canceller has adapted on since it last lost track
+        self._proven = False  # it has since removed _CONVERGED_ERLE_DB of the echo
+        self._near_power = 0.0
+        self._cleaned_power = 0.0
         self._bypass_until_s = 0.0
         self._slow_ms = 0.0  # smoothed processing time per frame
         self._last_logged_s: dict[str, float] = {}
@@ -277,7 +284,27 @@ class EchoCancelStage:
     @property
     def converged(self) -> bool:
         """Whether the canceller has heard enough of the device's voice to be trusted."""
-        return self._heard_s >= self.settings.converge_s
+        return self._heard_s >= self.settings.converge_s and self._proven
+
+    def _learn_convergence(self, near: Int16Array, cleaned: Int16Array) -> None:
+        # How much AEC3 takes away while the device talks, until it first takes away enough: a
+        # second of speech is not always enough to learn the room (a long delay, a reverberant room).
+        # Latched: afterwards a user talking over the device lowers this figure and must not make
+        # the canceller untrusted (that would fall back to half duplex and not hear them).
+        if self._proven:
+            return
+        near_power = float(np.mean(near.astype(np.float64) ** 2))
+        cleaned_power = float(np.mean(cleaned.astype(np.float64) ** 2))
+        self._near_power += _CONVERGENCE_SMOOTHING * (near_power - self._near_power)
+        self._cleaned_power += _CONVERGENCE_SMOOTHING * (cleaned_power - self._cleaned_power)
+        if self._heard_s >= self.settings.converge_s and self._near_power > 0.0:
+            removed_db = 10.0 * np.log10(self._near_power / max(self._cleaned_power, 1.0))
+            self._proven = bool(removed_db >= _CONVERGED_ERLE_DB)
+
+    def _lose_track(self) -> None:
+        self._heard_s = 0.0
+        self._proven = False
+        self._near_power = self._cleaned_power = 0.0
 
     def process(self, frame: StageFrame, events: list[object]) -> StageFrame:
         """Cancel the echo in ``frame``; ``echo_cancelled`` says whether the result can be trusted."""
@@ -323,12 +350,13 @@ class EchoCancelStage:
         if stalled:
             if frame.playback_active:
                 self._fault("stalled", now_s, "no playback reference while the device talks")
-            self._heard_s = 0.0
+            self._lose_track()
             return frame
         far_dbfs = _level_dbfs(far)
         self._reference_dbfs.append(far_dbfs)
         if far_dbfs > _ACTIVE_DBFS:
             self._heard_s += FRAME_SAMPLES / RATE_HZ
+            self._learn_convergence(near, cleaned)
         if not self.converged:
             return dataclasses.replace(frame, pcm=cleaned.tobytes())
         cleaned_dbfs = _level_dbfs(cleaned)
@@ -372,7 +400,7 @@ class EchoCancelStage:
         # Stop spending CPU for a while, then start over with a fresh canceller.
         self._bypass_until_s = now_s + 5.0
         self._slow_ms = 0.0
-        self._heard_s = 0.0
+        self._lose_track()
         self._canceller = self._factory()
 
     def _fault(self, kind: str, now_s: float, message: str) -> None:
@@ -393,7 +421,7 @@ class EchoCancelStage:
         """Start over (the devices were reopened): new canceller, empty reference, not converged."""
         self.reference.reset()
         self._canceller.reset()
-        self._heard_s = 0.0
+        self._lose_track()
         self._bypass_until_s = 0.0
         self._slow_ms = 0.0
         self._reference_dbfs.clear()

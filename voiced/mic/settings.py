@@ -34,7 +34,8 @@ class EchoSettings(BaseModel):
         ge=0.0,
         le=10.0,
         description="Seconds of the device's own voice the canceller must hear before its output "
-        "counts as echo-free (until then barge-in uses the level margin).",
+        "counts as echo-free (and it must remove 30 dB of the echo; until then barge-in uses the level "
+        "margin or half duplex).",
     )
     stall_ms: float = Field(
         200.0,
