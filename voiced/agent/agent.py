@@ -521,6 +521,12 @@ class Agent:
 
     async def _send(self, ws: ClientConnection, frame: str) -> None:
         """Send with a deadline: a socket that cannot take a frame in time is closed and reopened."""
+        if ws.transport.get_write_buffer_size() == 0:
+            # Nothing waits in the socket's buffer: the frame goes straight to the kernel and the send
+            # cannot block, so it needs no deadline. A timer per frame is most of a send's cost (it
+            # also lingers in the loop's timer heap for send_timeout_s once cancelled).
+            await ws.send(frame)
+            return
         try:
             async with asyncio.timeout(self.config.agent.send_timeout_s):
                 await ws.send(frame)
