@@ -19,6 +19,7 @@ import contextlib
 import os
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any, Literal
 
 import numpy as np
@@ -196,9 +197,16 @@ def choose_format(
 
 
 def _start_stream(
-    stream_class: Any, index: int, rate_hz: int, channels: int, *, block_samples: int, owner: Any
+    stream_class: Any,
+    index: int,
+    rate_hz: int,
+    channels: int,
+    *,
+    block_samples: int,
+    callback: Callable[..., None],
+    finished: Callable[[], None],
 ) -> Any:
-    """Open and start a raw int16 stream wired to ``owner``'s callbacks; a refusal is DeviceLost.
+    """Open and start a raw int16 stream wired to ``callback`` / ``finished``; a refusal is DeviceLost.
 
     Raw streams hand the callback PortAudio's own buffer: no NumPy array is built (and reshaped, which
     NumPy 2.5 deprecates) per block by sounddevice; the callback views it with ``np.frombuffer``.
@@ -212,8 +220,8 @@ def _start_stream(
             channels=channels,
             dtype="int16",
             blocksize=block_samples,
-            callback=owner._callback,
-            finished_callback=owner._finished,
+            callback=callback,
+            finished_callback=finished,
         )
         stream.start()
     except sd.PortAudioError as exc:
@@ -307,7 +315,8 @@ class PortAudioSource:
             rate,
             channels,
             block_samples=rate * self.settings.capture_block_ms // 1000,
-            owner=self,
+            callback=self._callback,
+            finished=self._finished,
         )
 
     def _notify(self, waiter: asyncio.Future[None]) -> None:
@@ -401,10 +410,26 @@ class PortAudioSource:
         self._frames.clear()
 
 
+# The speaker's stream, in one table: what the loop may do in each state (see PortAudioSink).
+#   state      stream  check()                       write()           leaves by
+#   closed     none    DeviceLost (call start())     queues            start() -> open
+#   open       yes     stall check; parks when idle  queues            idle hold -> parking; stop()
+#   parking    going   nothing to check              queues            closed -> parked (or reopening)
+#   parked     none    nothing to check              queues, reopens   -> reopening
+#   reopening  coming  nothing to check              queues            opened -> open; refused -> lost
+SinkState = Literal["closed", "open", "parking", "parked", "reopening"]
+
+
 class PortAudioSink:
     """A sound-card speaker fed at `sample_rate_hz`, resampled to the rate the card runs at.
 
     `device_rate_hz` forces the card's rate; by default `sample_rate_hz` is tried first.
+
+    Idle speaker: once the owner has said `mark_idle()` and the ring has stayed empty for
+    `settings.playback_idle_close_ms`, the next `check()` closes the stream (PortAudio's callback
+    thread and the sound server client's thread stop waking) and the next `write()` reopens it on the
+    same device and format, off the loop; what was written meanwhile waits in the ring and plays from
+    its first sample. A refused reopen turns into DeviceLost from `check()`, like a lost device.
     """
 
     def __init__(
@@ -420,10 +445,16 @@ class PortAudioSink:
         self.sample_rate_hz = sample_rate_hz
         self.block_samples = sample_rate_hz * settings.playback_block_ms // 1000
         self.stall_timeout_s = stall_timeout_s
+        self.idle_close_s = settings.playback_idle_close_ms / 1000.0
         self.device_index: int | None = None
         self.device_rate_hz = sample_rate_hz
         self.channels = 1
         self._stream: Any = None
+        self._state: SinkState = "closed"
+        # Bumped whenever a stream is closed on purpose: its finished-callback is then not a loss.
+        self._generation = 0
+        self._control: asyncio.Task[None] | None = None
+        self._idle_since_s: float | None = None
         self._ring = SpscRing(sample_rate_hz)
         self._scratch = np.zeros(0, dtype=np.int16)
         self._resampler = StreamResampler(sample_rate_hz, sample_rate_hz)
@@ -436,6 +467,16 @@ class PortAudioSink:
         self._period_s = settings.playback_block_ms / 1000.0
         self.device_underflows = 0  # PortAudio's own underflow flag
         self.tap: PlaybackTap | None = None
+        self.idle_closes = 0  # streams closed because nothing played
+        self.reopens = 0  # streams reopened by a write after an idle close
+        # Write that asked for the reopen -> the first callback of the reopened stream, in ms.
+        self.last_reopen_ms: float | None = None
+        self._reopen_asked_s: float | None = None
+
+    @property
+    def state(self) -> SinkState:
+        """Where the output stream is (see the table above `PortAudioSink`)."""
+        return self._state
 
     @property
     def dropped_samples(self) -> int:
@@ -452,9 +493,9 @@ class PortAudioSink:
         except DeviceLost:
             await self.stop()
             raise
+        self._state = "open"
 
     def _open(self) -> None:
-        sd = load_sounddevice()
         index = resolve_device(self.settings.output_device, "output")
         wanted = self._forced_rate_hz or self.sample_rate_hz
         rate, channels = choose_format(index, "output", wanted, strict=self._forced_rate_hz is not None)
@@ -464,15 +505,37 @@ class PortAudioSink:
         self._scratch = np.zeros(block, dtype=np.int16)
         self._resampler = StreamResampler(self.sample_rate_hz, rate)
         self._lost = None
+        self._open_stream()
+
+    def _open_stream(self) -> None:
+        """Open and start a stream on the chosen device and format (worker thread)."""
+        sd = load_sounddevice()
+        assert self.device_index is not None
+        generation = self._generation
         self._last_callback_s = time.monotonic()
-        self._stream = _start_stream(
-            sd.RawOutputStream, index, rate, channels, block_samples=block, owner=self
+        stream = _start_stream(
+            sd.RawOutputStream,
+            self.device_index,
+            self.device_rate_hz,
+            self.channels,
+            block_samples=self._scratch.size,
+            callback=self._callback,
+            finished=lambda: self._finished(generation),
         )
+        if generation != self._generation:
+            # stop() ran while this worker was opening (its deadline passed): nobody owns the stream.
+            _close_stream(stream)
+            return
+        self._stream = stream
 
     def _callback(self, outdata: Any, frames: int, time_info: Any, status: Any) -> None:
         # PortAudio thread: a bounded copy out of the ring, nothing else.
         self.callbacks += 1
         now = time.monotonic()
+        asked_s = self._reopen_asked_s
+        if asked_s is not None:
+            self._reopen_asked_s = None
+            self.last_reopen_ms = (now - asked_s) * 1000.0
         # Back-to-back callbacks (PortAudio/ALSA pre-filling the device buffer at start or after an
         # xrun) ask for more than the producer could have had ready; only a callback on the device's
         # regular cadence that finds the ring short is the producer's fault.
@@ -498,8 +561,8 @@ class PortAudioSink:
             heard_s = now + (dac_s - float(time_info.currentTime)) if dac_s > 0 else now
             tap.played(buf[:frames], self.device_rate_hz, heard_s)
 
-    def _finished(self) -> None:
-        if self._lost is None:
+    def _finished(self, generation: int) -> None:
+        if self._lost is None and generation == self._generation:
             self._lost = "the output stream ended (device unplugged or sound server gone)"
 
     def _to_caller(self, device_samples: int) -> int:
@@ -514,13 +577,22 @@ class PortAudioSink:
         return self._to_caller(self._ring.readable())
 
     def write(self, pcm: Int16Array) -> None:
-        """Resample to the device rate and queue (non-blocking; overflow is dropped and counted)."""
+        """Resample to the device rate and queue (non-blocking; overflow is dropped and counted).
+
+        A stream closed while idle is reopened in the background; the queued samples wait for it.
+        """
         self._written_any = True
+        self._idle_since_s = None
         self._ring.write(self._resampler.process(as_int16(pcm)))
+        if self._state == "parked" and self._control is None:
+            self._reopen_asked_s = time.monotonic()
+            self._control = asyncio.get_running_loop().create_task(self._reopen(), name="speaker-reopen")
 
     def mark_idle(self) -> None:
-        """Nothing more to play for now: the ring running dry is not an underrun until the next write."""
+        """Nothing more to play for now: the ring running dry is not an underrun until the next write,
+        and the stream closes once it has stayed dry for `settings.playback_idle_close_ms`."""
         self._written_any = False
+        self._idle_since_s = time.monotonic()
 
     def clear(self, fade_ms: float) -> None:
         """Drop what is queued with a fade; the callback applies it at its next block."""
@@ -528,18 +600,67 @@ class PortAudioSink:
         self._resampler.reset()
 
     def check(self) -> None:
-        """Raise DeviceLost if the stream ended or stopped calling back."""
+        """Raise DeviceLost if the stream ended or stopped calling back; close it when long idle."""
         if self._lost is not None:
             raise DeviceLost(self._lost)
-        if self._stream is None:
-            raise DeviceLost("output stream is not open: call start()")
-        silent_for_s = time.monotonic() - self._last_callback_s
+        if self._state != "open":
+            if self._state == "closed":
+                raise DeviceLost("output stream is not open: call start()")
+            return  # closed on purpose, or being closed/reopened: no callbacks to expect
+        now_s = time.monotonic()
+        silent_for_s = now_s - self._last_callback_s
         if silent_for_s > self.stall_timeout_s:
             self._lost = f"the output device stopped calling back for {silent_for_s:.1f} s"
             raise DeviceLost(self._lost)
+        idle_since_s = self._idle_since_s
+        if (
+            self.idle_close_s > 0
+            and idle_since_s is not None
+            and now_s - idle_since_s >= self.idle_close_s
+            and self._ring.readable() == 0
+            and self._control is None
+        ):
+            self._control = asyncio.get_running_loop().create_task(self._park(), name="speaker-park")
+
+    async def _park(self) -> None:
+        """Close the idle stream off the loop; reopen at once if a write came in meanwhile."""
+        stream, self._stream = self._stream, None
+        self._state = "parking"
+        self._generation += 1
+        try:
+            with contextlib.suppress(DeviceLost):  # a hung close: the stream is abandoned either way
+                await off_loop(lambda: _close_stream(stream), "closing the idle speaker")
+            self.idle_closes += 1
+            self._state = "parked"
+        finally:
+            self._control = None
+        if self._ring.readable():
+            self._reopen_asked_s = time.monotonic()
+            self._control = asyncio.get_running_loop().create_task(self._reopen(), name="speaker-reopen")
+
+    async def _reopen(self) -> None:
+        """Open the stream again on the same device and format; a refusal is a lost device."""
+        self._state = "reopening"
+        try:
+            await off_loop(self._open_stream, "reopening the speaker")
+        except DeviceLost as exc:
+            self._state = "parked"
+            self._lost = str(exc)
+        else:
+            self._state = "open"
+            self.reopens += 1
+        finally:
+            self._control = None
 
     async def stop(self) -> None:
         """Abort and close the stream, off the loop."""
+        control, self._control = self._control, None
+        if control is not None and not control.done():
+            control.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await control
+        self._state = "closed"
+        self._generation += 1
         stream, self._stream = self._stream, None
         if stream is not None:
             with contextlib.suppress(DeviceLost):
