@@ -1,15 +1,17 @@
 """Sound cards through PortAudio (sounddevice): capture and playback behind AudioSource / AudioSink.
 
-The PortAudio callbacks run on PortAudio's thread and do constant-time work only: one bounded copy
-into / out of an SPSC ring (`voiced.audio.ring`), a counter, and (capture) a thread-safe wake-up of
-the event loop, only when a reader is waiting and the ring holds the rest of its next 20 ms frame
-(every wake-up costs the process a pass through the loop). Resampling, framing and everything else
-happen on the loop.
+Capture is a blocking stream read by one dedicated thread, one 20 ms frame per read (PortAudio waits
+for the device periods in C); playback is a callback stream. Both device threads do constant-time
+work only: one bounded copy into / out of an SPSC ring (`voiced.audio.ring`), a counter, and
+(capture) a thread-safe wake-up of the event loop, only when a reader is waiting and the ring holds
+the rest of its next 20 ms frame (every wake-up costs the process a pass through the loop).
+Resampling, framing and everything else happen on the loop. A blocking read measured cheaper than a
+callback: sounddevice's callback wrapper builds several objects per block, a read builds one buffer.
 
-Device loss: the stream's finished-callback (PortAudio ended the stream: unplugged device, sound
-server gone) or no callback for `stall_timeout_s` (a stream that silently stopped) turns into
-`DeviceLost` from `read_frame()` / `check()`. The caller stops the object and opens a new one; call
-`reinitialise()` first when the set of devices may have changed (PortAudio scans only at init).
+Device loss: the stream's finished-callback or a failed read (PortAudio ended the stream: unplugged
+device, sound server gone) or no audio for `stall_timeout_s` (a stream that silently stopped) turns
+into `DeviceLost` from `read_frame()` / `check()`. The caller stops the object and opens a new one;
+call `reinitialise()` first when the set of devices may have changed (PortAudio scans only at init).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -42,6 +45,10 @@ Direction = Literal["input", "output"]
 # Rates tried, after the pipeline rate and the device's default, before giving up.
 _FALLBACK_RATES_HZ = (48000, 44100, 32000, 24000, 22050, 16000, 8000)
 _RESAMPLER_SLACK_SAMPLES = 32
+# Capture clock: how fast the sample count's anchor follows the measured capture times, and the
+# error past which it jumps to them (the stream restarted after an overflow, or its first read).
+_CLOCK_GAIN = 0.02
+_CLOCK_RESYNC_S = 0.05
 
 
 def load_sounddevice() -> Any:
@@ -203,10 +210,11 @@ def _start_stream(
     channels: int,
     *,
     block_samples: int,
-    callback: Callable[..., None],
+    callback: Callable[..., None] | None,
     finished: Callable[[], None],
 ) -> Any:
-    """Open and start a raw int16 stream wired to ``callback`` / ``finished``; a refusal is DeviceLost.
+    """Open and start a raw int16 stream wired to ``callback`` (None: a blocking stream to read) and
+    ``finished``; a refusal is DeviceLost.
 
     Raw streams hand the callback PortAudio's own buffer: no NumPy array is built (and reshaped, which
     NumPy 2.5 deprecates) per block by sounddevice; the callback views it with ``np.frombuffer``.
@@ -242,6 +250,27 @@ def _close_stream(stream: Any) -> None:
             op()
 
 
+# The capture thread's next read returns within a frame; a read hung on a sick sound server is given
+# this long before the stream is aborted under it.
+_READER_JOIN_S = 0.5
+
+
+def _end_capture(stream: Any, reader: threading.Thread | None) -> None:
+    """Let the capture thread see it is retired, then close its stream (worker thread).
+
+    Closing frees the stream: never while the thread may still be reading it. A thread stuck past an
+    abort keeps the stream (leaked, not freed under it)."""
+    if reader is not None:
+        reader.join(_READER_JOIN_S)
+        if reader.is_alive():
+            with contextlib.suppress(Exception):
+                stream.abort()
+            reader.join(_READER_JOIN_S)
+            if reader.is_alive():
+                return
+    _close_stream(stream)
+
+
 class PortAudioSource:
     """A sound-card microphone delivering 16 kHz mono 20 ms frames (resampled if the card cannot).
 
@@ -275,6 +304,10 @@ class PortAudioSource:
         # The device clock: (device samples written to the ring so far, loop time just after the
         # last of them was captured), replaced whole by each callback (one atomic assignment).
         self._anchor: tuple[int, float] = (0, 0.0)
+        self._clock_base_s: float | None = None
+        # Bumped by stop(): the capture thread and finished-callback of an older stream stand down.
+        self._generation = 0
+        self._reader: threading.Thread | None = None
         self._written_total = 0
         self._read_total = 0
         self._out_total = 0
@@ -282,7 +315,7 @@ class PortAudioSource:
         self._resampler = StreamResampler(MIC_RATE_HZ, MIC_RATE_HZ)
         self.overruns = 0  # blocks the ring had no room for (the loop fell behind)
         self.input_overflows = 0  # PortAudio's own overflow flag
-        self.callbacks = 0
+        self.callbacks = 0  # blocks (one 20 ms frame each at the device rate) read from the device
 
     async def start(self) -> None:
         """Open the configured input device and start capturing. Raises a DeviceError subclass.
@@ -307,17 +340,24 @@ class PortAudioSource:
         self._resampler = StreamResampler(rate, MIC_RATE_HZ)
         self._assembler = FrameAssembler(MIC_FRAME_SAMPLES)
         self._anchor = (0, time.monotonic())
+        self._clock_base_s = None
         self._written_total = self._read_total = self._out_total = self._frames_out = 0
         self._lost = None
-        self._stream = _start_stream(
+        generation = self._generation
+        stream = _start_stream(
             sd.RawInputStream,
             index,
             rate,
             channels,
             block_samples=rate * self.settings.capture_block_ms // 1000,
-            callback=self._callback,
-            finished=self._finished,
+            callback=None,
+            finished=lambda: self._finished(generation),
         )
+        self._stream = stream
+        self._reader = threading.Thread(
+            target=self._read_loop, args=(stream, generation), name="voiced-mic", daemon=True
+        )
+        self._reader.start()
 
     def _notify(self, waiter: asyncio.Future[None]) -> None:
         loop = self._loop
@@ -327,28 +367,55 @@ class PortAudioSource:
         with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
             loop.call_soon_threadsafe(_resolve, waiter)
 
-    def _callback(self, indata: Any, frames: int, time_info: Any, status: Any) -> None:
-        # PortAudio thread: a bounded copy and a wake-up, nothing else.
+    def _read_loop(self, stream: Any, generation: int) -> None:
+        """The capture thread: read one frame's worth at a time until stop() or a failed read."""
+        rate = self.device_rate_hz
+        block = rate * FRAME_MS // 1000
+        step = self.channels
+        while generation == self._generation:
+            try:
+                data, overflowed = stream.read(block)
+                backlog = int(stream.read_available)
+            except Exception as exc:  # PortAudioError (stream gone) or a closed stream
+                if generation == self._generation and self._lost is None:
+                    self._lost = f"reading the microphone failed ({str(exc)[:200]}): device unplugged?"
+                    waiter = self._waiter
+                    if waiter is not None:
+                        self._notify(waiter)
+                return
+            self._deliver(data, block, step, overflowed, time.monotonic() - backlog / rate)
+
+    def _deliver(self, data: Any, frames: int, step: int, overflowed: bool, newest_s: float) -> None:
+        # Capture thread: a bounded copy, the device clock and a wake-up, nothing else.
         self.callbacks += 1
-        if status.input_overflow:
+        if overflowed:
             self.input_overflows += 1
-        now_s = time.monotonic()
-        adc_s = float(time_info.inputBufferAdcTime)
-        # PortAudio's stream clock is not the loop's: carry its offset over through currentTime.
-        captured_s = now_s - (float(time_info.currentTime) - adc_s) if adc_s > 0 else now_s
-        samples = np.frombuffer(indata, dtype=np.int16)
-        written = self._ring.write(samples if self.channels == 1 else samples[:: self.channels])
+        samples = np.frombuffer(data, dtype=np.int16)
+        written = self._ring.write(samples if step == 1 else samples[::step])
         if written < frames:
             self.overruns += 1
         self._written_total += written
-        self._anchor = (self._written_total, captured_s + frames / self.device_rate_hz)
+        # The device clock: samples counted since the start, anchored to the loop's clock by the time
+        # the newest sample was captured (read time less what is already waiting behind it), smoothed
+        # so that a late wake-up of this thread does not move the frames' times.
+        counted_s = self._written_total / self.device_rate_hz
+        base_s = self._clock_base_s
+        measured_s = newest_s - counted_s
+        if base_s is None or abs(measured_s - base_s) > _CLOCK_RESYNC_S:
+            base_s = measured_s
+        else:
+            base_s += _CLOCK_GAIN * (measured_s - base_s)
+        self._clock_base_s = base_s
+        self._anchor = (self._written_total, base_s + counted_s)
         # After the write: the reader publishes its waiter before it looks at the ring, so one of
         # the two always sees the other's step.
         waiter = self._waiter
         if waiter is not None and waiter is not self._woken and self._ring.readable() >= self._wanted_samples:
             self._notify(waiter)
 
-    def _finished(self) -> None:
+    def _finished(self, generation: int) -> None:
+        if generation != self._generation:
+            return  # closed on purpose
         if self._lost is None:
             self._lost = "the input stream ended (device unplugged or sound server gone)"
         waiter = self._waiter
@@ -402,11 +469,14 @@ class PortAudioSource:
             self._waiter = None
 
     async def stop(self) -> None:
-        """Abort and close the stream (abort, not stop: stop can hang on a stalled stream), off the loop."""
+        """End the capture thread, then abort and close the stream (abort, not stop: stop can hang on
+        a stalled stream), off the loop."""
+        self._generation += 1
         stream, self._stream = self._stream, None
+        reader, self._reader = self._reader, None
         if stream is not None:
             with contextlib.suppress(DeviceLost):
-                await off_loop(lambda: _close_stream(stream), "closing the microphone")
+                await off_loop(lambda: _end_capture(stream, reader), "closing the microphone")
         self._frames.clear()
 
 
