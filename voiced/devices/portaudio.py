@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import sys
 import threading
 import time
 from collections import deque
@@ -30,6 +31,7 @@ import numpy as np
 from voiced.audio.frames import FRAME_MS, MIC_FRAME_SAMPLES, MIC_RATE_HZ, FrameAssembler, Int16Array, as_int16
 from voiced.audio.resample import StreamResampler
 from voiced.audio.ring import SpscRing
+from voiced.devices.alsa_probe import reduced_probing
 from voiced.devices.base import (
     DeviceLost,
     DeviceNotFound,
@@ -52,9 +54,15 @@ _CLOCK_RESYNC_S = 0.05
 
 
 def load_sounddevice() -> Any:
-    """Import sounddevice, turning a missing libportaudio2 into PortAudioMissing."""
+    """Import sounddevice, turning a missing libportaudio2 into PortAudioMissing.
+
+    Its import starts PortAudio, which probes every ALSA device: without the plugins no voice device
+    uses (see `voiced.devices.alsa_probe`)."""
+    if "sounddevice" in sys.modules:
+        return sys.modules["sounddevice"]
     try:
-        import sounddevice  # noqa: PLC0415  (raises OSError without libportaudio2)
+        with reduced_probing():
+            import sounddevice  # noqa: PLC0415  (raises OSError without libportaudio2)
     except OSError as exc:
         raise PortAudioMissing(str(exc)) from exc
     return sounddevice
@@ -64,7 +72,8 @@ def reinitialise() -> None:
     """Re-scan devices (PortAudio only does it at init). Only call with no stream open."""
     sd = load_sounddevice()
     sd._terminate()
-    sd._initialize()
+    with reduced_probing():
+        sd._initialize()
 
 
 def _channels_key(direction: Direction) -> str:
