@@ -47,10 +47,13 @@ Direction = Literal["input", "output"]
 # Rates tried, after the pipeline rate and the device's default, before giving up.
 _FALLBACK_RATES_HZ = (48000, 44100, 32000, 24000, 22050, 16000, 8000)
 _RESAMPLER_SLACK_SAMPLES = 32
-# Capture clock: how fast the sample count's anchor follows the measured capture times, and the
-# error past which it jumps to them (the stream restarted after an overflow, or its first read).
+# Capture clock: how fast the sample count's anchor follows measured capture times that are later
+# than it (drift), and how far later they must be, for how many reads in a row, before it jumps to
+# them (samples were lost to an overflow). A measurement is never early, only late (a backlog the
+# driver under-reports), so an earlier one is taken at once.
 _CLOCK_GAIN = 0.02
 _CLOCK_RESYNC_S = 0.05
+_CLOCK_RESYNC_READS = 5
 
 
 def load_sounddevice() -> Any:
@@ -259,6 +262,38 @@ def _close_stream(stream: Any) -> None:
             op()
 
 
+def _frame_reader(stream: Any, frames: int, channels: int) -> Callable[[], tuple[Any, bool, int]]:
+    """A function reading ``frames`` from a blocking input stream: (int16 samples, overflowed, frames
+    already waiting behind them).
+
+    It reads into one buffer allocated here (valid until the next read) through PortAudio's own
+    calls, which sounddevice's ``read`` wraps with a new buffer per call; on a sounddevice without
+    those internals it falls back to ``read``."""
+    sd = load_sounddevice()
+    try:
+        lib, ffi, pointer = sd._lib, sd._ffi, stream._ptr
+        overflowed_code = int(lib.paInputOverflowed)
+    except AttributeError:
+
+        def public_read() -> tuple[Any, bool, int]:
+            data, overflowed = stream.read(frames)
+            return data, bool(overflowed), int(stream.read_available)
+
+        return public_read
+    buffer = ffi.new("signed char[]", frames * channels * 2)
+    samples = np.frombuffer(ffi.buffer(buffer), dtype=np.int16)
+    read_stream, read_available = lib.Pa_ReadStream, lib.Pa_GetStreamReadAvailable
+
+    def raw_read() -> tuple[Any, bool, int]:
+        err = read_stream(pointer, buffer, frames)
+        if err < 0 and err != overflowed_code:
+            raise sd.PortAudioError(ffi.string(lib.Pa_GetErrorText(err)).decode(errors="replace"), err)
+        backlog = read_available(pointer)
+        return samples, err == overflowed_code, max(0, int(backlog))
+
+    return raw_read
+
+
 # The capture thread's next read returns within a frame; a read hung on a sick sound server is given
 # this long before the stream is aborted under it.
 _READER_JOIN_S = 0.5
@@ -314,6 +349,7 @@ class PortAudioSource:
         # last of them was captured), replaced whole by each callback (one atomic assignment).
         self._anchor: tuple[int, float] = (0, 0.0)
         self._clock_base_s: float | None = None
+        self._late_reads = 0
         # Bumped by stop(): the capture thread and finished-callback of an older stream stand down.
         self._generation = 0
         self._reader: threading.Thread | None = None
@@ -350,6 +386,7 @@ class PortAudioSource:
         self._assembler = FrameAssembler(MIC_FRAME_SAMPLES)
         self._anchor = (0, time.monotonic())
         self._clock_base_s = None
+        self._late_reads = 0
         self._written_total = self._read_total = self._out_total = self._frames_out = 0
         self._lost = None
         generation = self._generation
@@ -381,10 +418,10 @@ class PortAudioSource:
         rate = self.device_rate_hz
         block = rate * FRAME_MS // 1000
         step = self.channels
+        read = _frame_reader(stream, block, step)
         while generation == self._generation:
             try:
-                data, overflowed = stream.read(block)
-                backlog = int(stream.read_available)
+                data, overflowed, backlog = read()
             except Exception as exc:  # PortAudioError (stream gone) or a closed stream
                 if generation == self._generation and self._lost is None:
                     self._lost = f"reading the microphone failed ({str(exc)[:200]}): device unplugged?"
@@ -399,7 +436,7 @@ class PortAudioSource:
         self.callbacks += 1
         if overflowed:
             self.input_overflows += 1
-        samples = np.frombuffer(data, dtype=np.int16)
+        samples = data if isinstance(data, np.ndarray) else np.frombuffer(data, dtype=np.int16)
         written = self._ring.write(samples if step == 1 else samples[::step])
         if written < frames:
             self.overruns += 1
@@ -410,10 +447,16 @@ class PortAudioSource:
         counted_s = self._written_total / self.device_rate_hz
         base_s = self._clock_base_s
         measured_s = newest_s - counted_s
-        if base_s is None or abs(measured_s - base_s) > _CLOCK_RESYNC_S:
+        if base_s is None or measured_s < base_s:
             base_s = measured_s
+            self._late_reads = 0
+        elif measured_s - base_s > _CLOCK_RESYNC_S:
+            self._late_reads += 1
+            if self._late_reads >= _CLOCK_RESYNC_READS:
+                base_s, self._late_reads = measured_s, 0
         else:
             base_s += _CLOCK_GAIN * (measured_s - base_s)
+            self._late_reads = 0
         self._clock_base_s = base_s
         self._anchor = (self._written_total, base_s + counted_s)
         # After the write: the reader publishes its waiter before it looks at the ring, so one of
