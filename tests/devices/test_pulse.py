@@ -223,8 +223,9 @@ async def test_capture_times_come_from_the_device_clock(pulse: PulseServer) -> N
 
 
 async def test_capture_in_10_ms_blocks_wakes_the_loop_once_per_frame(pulse: PulseServer) -> None:
-    """The callback wakes the reader only when the rest of a 20 ms frame is in: 10 ms blocks cost
-    the event loop 50 wake-ups a second, not 75-100, and the frames keep their device-clock times."""
+    """The capture thread reads whole 20 ms frames however short the device period: 10 ms periods
+    cost the event loop 50 wake-ups a second, not 75-100, and the frames keep their device-clock
+    times."""
     source = PortAudioSource(DeviceSettings(capture_block_ms=10))
     await source.start()
     try:
@@ -235,7 +236,7 @@ async def test_capture_in_10_ms_blocks_wakes_the_loop_once_per_frame(pulse: Puls
         wakeups = thread_wakeups() - wakeups_before
     finally:
         await source.stop()
-    assert source.callbacks >= 100
+    assert source.callbacks >= 50
     assert wakeups < 65, wakeups
     steps = np.diff([f.captured_at_s for f in frames])
     assert np.all(np.abs(steps - 0.02) < 0.005), steps

@@ -1,15 +1,17 @@
 """Sound cards through PortAudio (sounddevice): capture and playback behind AudioSource / AudioSink.
 
-The PortAudio callbacks run on PortAudio's thread and do constant-time work only: one bounded copy
-into / out of an SPSC ring (`voiced.audio.ring`), a counter, and (capture) a thread-safe wake-up of
-the event loop, only when a reader is waiting and the ring holds the rest of its next 20 ms frame
-(every wake-up costs the process a pass through the loop). Resampling, framing and everything else
-happen on the loop.
+Capture is a blocking stream read by one dedicated thread, one 20 ms frame per read (PortAudio waits
+for the device periods in C); playback is a callback stream. Both device threads do constant-time
+work only: one bounded copy into / out of an SPSC ring (`voiced.audio.ring`), a counter, and
+(capture) a thread-safe wake-up of the event loop, only when a reader is waiting and the ring holds
+the rest of its next 20 ms frame (every wake-up costs the process a pass through the loop).
+Resampling, framing and everything else happen on the loop. A blocking read measured cheaper than a
+callback: sounddevice's callback wrapper builds several objects per block, a read builds one buffer.
 
-Device loss: the stream's finished-callback (PortAudio ended the stream: unplugged device, sound
-server gone) or no callback for `stall_timeout_s` (a stream that silently stopped) turns into
-`DeviceLost` from `read_frame()` / `check()`. The caller stops the object and opens a new one; call
-`reinitialise()` first when the set of devices may have changed (PortAudio scans only at init).
+Device loss: the stream's finished-callback or a failed read (PortAudio ended the stream: unplugged
+device, sound server gone) or no audio for `stall_timeout_s` (a stream that silently stopped) turns
+into `DeviceLost` from `read_frame()` / `check()`. The caller stops the object and opens a new one;
+call `reinitialise()` first when the set of devices may have changed (PortAudio scans only at init).
 """
 
 from __future__ import annotations
@@ -17,8 +19,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import sys
+import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any, Literal
 
 import numpy as np
@@ -26,6 +31,7 @@ import numpy as np
 from voiced.audio.frames import FRAME_MS, MIC_FRAME_SAMPLES, MIC_RATE_HZ, FrameAssembler, Int16Array, as_int16
 from voiced.audio.resample import StreamResampler
 from voiced.audio.ring import SpscRing
+from voiced.devices.alsa_probe import reduced_probing
 from voiced.devices.base import (
     DeviceLost,
     DeviceNotFound,
@@ -41,12 +47,25 @@ Direction = Literal["input", "output"]
 # Rates tried, after the pipeline rate and the device's default, before giving up.
 _FALLBACK_RATES_HZ = (48000, 44100, 32000, 24000, 22050, 16000, 8000)
 _RESAMPLER_SLACK_SAMPLES = 32
+# Capture clock: how fast the sample count's anchor follows measured capture times that are later
+# than it (drift), and how far later they must be, for how many reads in a row, before it jumps to
+# them (samples were lost to an overflow). A measurement is never early, only late (a backlog the
+# driver under-reports), so an earlier one is taken at once.
+_CLOCK_GAIN = 0.02
+_CLOCK_RESYNC_S = 0.05
+_CLOCK_RESYNC_READS = 5
 
 
 def load_sounddevice() -> Any:
-    """Import sounddevice, turning a missing libportaudio2 into PortAudioMissing."""
+    """Import sounddevice, turning a missing libportaudio2 into PortAudioMissing.
+
+    Its import starts PortAudio, which probes every ALSA device: without the plugins no voice device
+    uses (see `voiced.devices.alsa_probe`)."""
+    if "sounddevice" in sys.modules:
+        return sys.modules["sounddevice"]
     try:
-        import sounddevice  # noqa: PLC0415  (raises OSError without libportaudio2)
+        with reduced_probing():
+            import sounddevice  # noqa: PLC0415  (raises OSError without libportaudio2)
     except OSError as exc:
         raise PortAudioMissing(str(exc)) from exc
     return sounddevice
@@ -56,7 +75,8 @@ def reinitialise() -> None:
     """Re-scan devices (PortAudio only does it at init). Only call with no stream open."""
     sd = load_sounddevice()
     sd._terminate()
-    sd._initialize()
+    with reduced_probing():
+        sd._initialize()
 
 
 def _channels_key(direction: Direction) -> str:
@@ -196,9 +216,17 @@ def choose_format(
 
 
 def _start_stream(
-    stream_class: Any, index: int, rate_hz: int, channels: int, *, block_samples: int, owner: Any
+    stream_class: Any,
+    index: int,
+    rate_hz: int,
+    channels: int,
+    *,
+    block_samples: int,
+    callback: Callable[..., None] | None,
+    finished: Callable[[], None],
 ) -> Any:
-    """Open and start a raw int16 stream wired to ``owner``'s callbacks; a refusal is DeviceLost.
+    """Open and start a raw int16 stream wired to ``callback`` (None: a blocking stream to read) and
+    ``finished``; a refusal is DeviceLost.
 
     Raw streams hand the callback PortAudio's own buffer: no NumPy array is built (and reshaped, which
     NumPy 2.5 deprecates) per block by sounddevice; the callback views it with ``np.frombuffer``.
@@ -212,8 +240,8 @@ def _start_stream(
             channels=channels,
             dtype="int16",
             blocksize=block_samples,
-            callback=owner._callback,
-            finished_callback=owner._finished,
+            callback=callback,
+            finished_callback=finished,
         )
         stream.start()
     except sd.PortAudioError as exc:
@@ -232,6 +260,59 @@ def _close_stream(stream: Any) -> None:
     for op in (stream.abort, stream.close):
         with contextlib.suppress(Exception):  # the device may be gone; closing is best effort
             op()
+
+
+def _frame_reader(stream: Any, frames: int, channels: int) -> Callable[[], tuple[Any, bool, int]]:
+    """A function reading ``frames`` from a blocking input stream: (int16 samples, overflowed, frames
+    already waiting behind them).
+
+    It reads into one buffer allocated here (valid until the next read) through PortAudio's own
+    calls, which sounddevice's ``read`` wraps with a new buffer per call; on a sounddevice without
+    those internals it falls back to ``read``."""
+    sd = load_sounddevice()
+    try:
+        lib, ffi, pointer = sd._lib, sd._ffi, stream._ptr
+        overflowed_code = int(lib.paInputOverflowed)
+    except AttributeError:
+
+        def public_read() -> tuple[Any, bool, int]:
+            data, overflowed = stream.read(frames)
+            return data, bool(overflowed), int(stream.read_available)
+
+        return public_read
+    buffer = ffi.new("signed char[]", frames * channels * 2)
+    samples = np.frombuffer(ffi.buffer(buffer), dtype=np.int16)
+    read_stream, read_available = lib.Pa_ReadStream, lib.Pa_GetStreamReadAvailable
+
+    def raw_read() -> tuple[Any, bool, int]:
+        err = read_stream(pointer, buffer, frames)
+        if err < 0 and err != overflowed_code:
+            raise sd.PortAudioError(ffi.string(lib.Pa_GetErrorText(err)).decode(errors="replace"), err)
+        backlog = read_available(pointer)
+        return samples, err == overflowed_code, max(0, int(backlog))
+
+    return raw_read
+
+
+# The capture thread's next read returns within a frame; a read hung on a sick sound server is given
+# this long before the stream is aborted under it.
+_READER_JOIN_S = 0.5
+
+
+def _end_capture(stream: Any, reader: threading.Thread | None) -> None:
+    """Let the capture thread see it is retired, then close its stream (worker thread).
+
+    Closing frees the stream: never while the thread may still be reading it. A thread stuck past an
+    abort keeps the stream (leaked, not freed under it)."""
+    if reader is not None:
+        reader.join(_READER_JOIN_S)
+        if reader.is_alive():
+            with contextlib.suppress(Exception):
+                stream.abort()
+            reader.join(_READER_JOIN_S)
+            if reader.is_alive():
+                return
+    _close_stream(stream)
 
 
 class PortAudioSource:
@@ -267,6 +348,11 @@ class PortAudioSource:
         # The device clock: (device samples written to the ring so far, loop time just after the
         # last of them was captured), replaced whole by each callback (one atomic assignment).
         self._anchor: tuple[int, float] = (0, 0.0)
+        self._clock_base_s: float | None = None
+        self._late_reads = 0
+        # Bumped by stop(): the capture thread and finished-callback of an older stream stand down.
+        self._generation = 0
+        self._reader: threading.Thread | None = None
         self._written_total = 0
         self._read_total = 0
         self._out_total = 0
@@ -274,7 +360,7 @@ class PortAudioSource:
         self._resampler = StreamResampler(MIC_RATE_HZ, MIC_RATE_HZ)
         self.overruns = 0  # blocks the ring had no room for (the loop fell behind)
         self.input_overflows = 0  # PortAudio's own overflow flag
-        self.callbacks = 0
+        self.callbacks = 0  # blocks (one 20 ms frame each at the device rate) read from the device
 
     async def start(self) -> None:
         """Open the configured input device and start capturing. Raises a DeviceError subclass.
@@ -299,16 +385,25 @@ class PortAudioSource:
         self._resampler = StreamResampler(rate, MIC_RATE_HZ)
         self._assembler = FrameAssembler(MIC_FRAME_SAMPLES)
         self._anchor = (0, time.monotonic())
+        self._clock_base_s = None
+        self._late_reads = 0
         self._written_total = self._read_total = self._out_total = self._frames_out = 0
         self._lost = None
-        self._stream = _start_stream(
+        generation = self._generation
+        stream = _start_stream(
             sd.RawInputStream,
             index,
             rate,
             channels,
             block_samples=rate * self.settings.capture_block_ms // 1000,
-            owner=self,
+            callback=None,
+            finished=lambda: self._finished(generation),
         )
+        self._stream = stream
+        self._reader = threading.Thread(
+            target=self._read_loop, args=(stream, generation), name="voiced-mic", daemon=True
+        )
+        self._reader.start()
 
     def _notify(self, waiter: asyncio.Future[None]) -> None:
         loop = self._loop
@@ -318,28 +413,61 @@ class PortAudioSource:
         with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
             loop.call_soon_threadsafe(_resolve, waiter)
 
-    def _callback(self, indata: Any, frames: int, time_info: Any, status: Any) -> None:
-        # PortAudio thread: a bounded copy and a wake-up, nothing else.
+    def _read_loop(self, stream: Any, generation: int) -> None:
+        """The capture thread: read one frame's worth at a time until stop() or a failed read."""
+        rate = self.device_rate_hz
+        block = rate * FRAME_MS // 1000
+        step = self.channels
+        read = _frame_reader(stream, block, step)
+        while generation == self._generation:
+            try:
+                data, overflowed, backlog = read()
+            except Exception as exc:  # PortAudioError (stream gone) or a closed stream
+                if generation == self._generation and self._lost is None:
+                    self._lost = f"reading the microphone failed ({str(exc)[:200]}): device unplugged?"
+                    waiter = self._waiter
+                    if waiter is not None:
+                        self._notify(waiter)
+                return
+            self._deliver(data, block, step, overflowed, time.monotonic() - backlog / rate)
+
+    def _deliver(self, data: Any, frames: int, step: int, overflowed: bool, newest_s: float) -> None:
+        # Capture thread: a bounded copy, the device clock and a wake-up, nothing else.
         self.callbacks += 1
-        if status.input_overflow:
+        if overflowed:
             self.input_overflows += 1
-        now_s = time.monotonic()
-        adc_s = float(time_info.inputBufferAdcTime)
-        # PortAudio's stream clock is not the loop's: carry its offset over through currentTime.
-        captured_s = now_s - (float(time_info.currentTime) - adc_s) if adc_s > 0 else now_s
-        samples = np.frombuffer(indata, dtype=np.int16)
-        written = self._ring.write(samples if self.channels == 1 else samples[:: self.channels])
+        samples = data if isinstance(data, np.ndarray) else np.frombuffer(data, dtype=np.int16)
+        written = self._ring.write(samples if step == 1 else samples[::step])
         if written < frames:
             self.overruns += 1
         self._written_total += written
-        self._anchor = (self._written_total, captured_s + frames / self.device_rate_hz)
+        # The device clock: samples counted since the start, anchored to the loop's clock by the time
+        # the newest sample was captured (read time less what is already waiting behind it), smoothed
+        # so that a late wake-up of this thread does not move the frames' times.
+        counted_s = self._written_total / self.device_rate_hz
+        base_s = self._clock_base_s
+        measured_s = newest_s - counted_s
+        if base_s is None or measured_s < base_s:
+            base_s = measured_s
+            self._late_reads = 0
+        elif measured_s - base_s > _CLOCK_RESYNC_S:
+            self._late_reads += 1
+            if self._late_reads >= _CLOCK_RESYNC_READS:
+                base_s, self._late_reads = measured_s, 0
+        else:
+            base_s += _CLOCK_GAIN * (measured_s - base_s)
+            self._late_reads = 0
+        self._clock_base_s = base_s
+        self._anchor = (self._written_total, base_s + counted_s)
         # After the write: the reader publishes its waiter before it looks at the ring, so one of
         # the two always sees the other's step.
         waiter = self._waiter
         if waiter is not None and waiter is not self._woken and self._ring.readable() >= self._wanted_samples:
             self._notify(waiter)
 
-    def _finished(self) -> None:
+    def _finished(self, generation: int) -> None:
+        if generation != self._generation:
+            return  # closed on purpose
         if self._lost is None:
             self._lost = "the input stream ended (device unplugged or sound server gone)"
         waiter = self._waiter
@@ -393,18 +521,37 @@ class PortAudioSource:
             self._waiter = None
 
     async def stop(self) -> None:
-        """Abort and close the stream (abort, not stop: stop can hang on a stalled stream), off the loop."""
+        """End the capture thread, then abort and close the stream (abort, not stop: stop can hang on
+        a stalled stream), off the loop."""
+        self._generation += 1
         stream, self._stream = self._stream, None
+        reader, self._reader = self._reader, None
         if stream is not None:
             with contextlib.suppress(DeviceLost):
-                await off_loop(lambda: _close_stream(stream), "closing the microphone")
+                await off_loop(lambda: _end_capture(stream, reader), "closing the microphone")
         self._frames.clear()
+
+
+# The speaker's stream, in one table: what the loop may do in each state (see PortAudioSink).
+#   state      stream  check()                       write()           leaves by
+#   closed     none    DeviceLost (call start())     queues            start() -> open
+#   open       yes     stall check; parks when idle  queues            idle hold -> parking; stop()
+#   parking    going   nothing to check              queues            closed -> parked (or reopening)
+#   parked     none    nothing to check              queues, reopens   -> reopening
+#   reopening  coming  nothing to check              queues            opened -> open; refused -> lost
+SinkState = Literal["closed", "open", "parking", "parked", "reopening"]
 
 
 class PortAudioSink:
     """A sound-card speaker fed at `sample_rate_hz`, resampled to the rate the card runs at.
 
     `device_rate_hz` forces the card's rate; by default `sample_rate_hz` is tried first.
+
+    Idle speaker: once the owner has said `mark_idle()` and the ring has stayed empty for
+    `settings.playback_idle_close_ms`, the next `check()` closes the stream (PortAudio's callback
+    thread and the sound server client's thread stop waking) and the next `write()` reopens it on the
+    same device and format, off the loop; what was written meanwhile waits in the ring and plays from
+    its first sample. A refused reopen turns into DeviceLost from `check()`, like a lost device.
     """
 
     def __init__(
@@ -420,10 +567,16 @@ class PortAudioSink:
         self.sample_rate_hz = sample_rate_hz
         self.block_samples = sample_rate_hz * settings.playback_block_ms // 1000
         self.stall_timeout_s = stall_timeout_s
+        self.idle_close_s = settings.playback_idle_close_ms / 1000.0
         self.device_index: int | None = None
         self.device_rate_hz = sample_rate_hz
         self.channels = 1
         self._stream: Any = None
+        self._state: SinkState = "closed"
+        # Bumped whenever a stream is closed on purpose: its finished-callback is then not a loss.
+        self._generation = 0
+        self._control: asyncio.Task[None] | None = None
+        self._idle_since_s: float | None = None
         self._ring = SpscRing(sample_rate_hz)
         self._scratch = np.zeros(0, dtype=np.int16)
         self._resampler = StreamResampler(sample_rate_hz, sample_rate_hz)
@@ -436,6 +589,16 @@ class PortAudioSink:
         self._period_s = settings.playback_block_ms / 1000.0
         self.device_underflows = 0  # PortAudio's own underflow flag
         self.tap: PlaybackTap | None = None
+        self.idle_closes = 0  # streams closed because nothing played
+        self.reopens = 0  # streams reopened by a write after an idle close
+        # Write that asked for the reopen -> the first callback of the reopened stream, in ms.
+        self.last_reopen_ms: float | None = None
+        self._reopen_asked_s: float | None = None
+
+    @property
+    def state(self) -> SinkState:
+        """Where the output stream is (see the table above `PortAudioSink`)."""
+        return self._state
 
     @property
     def dropped_samples(self) -> int:
@@ -452,9 +615,9 @@ class PortAudioSink:
         except DeviceLost:
             await self.stop()
             raise
+        self._state = "open"
 
     def _open(self) -> None:
-        sd = load_sounddevice()
         index = resolve_device(self.settings.output_device, "output")
         wanted = self._forced_rate_hz or self.sample_rate_hz
         rate, channels = choose_format(index, "output", wanted, strict=self._forced_rate_hz is not None)
@@ -464,15 +627,37 @@ class PortAudioSink:
         self._scratch = np.zeros(block, dtype=np.int16)
         self._resampler = StreamResampler(self.sample_rate_hz, rate)
         self._lost = None
+        self._open_stream()
+
+    def _open_stream(self) -> None:
+        """Open and start a stream on the chosen device and format (worker thread)."""
+        sd = load_sounddevice()
+        assert self.device_index is not None
+        generation = self._generation
         self._last_callback_s = time.monotonic()
-        self._stream = _start_stream(
-            sd.RawOutputStream, index, rate, channels, block_samples=block, owner=self
+        stream = _start_stream(
+            sd.RawOutputStream,
+            self.device_index,
+            self.device_rate_hz,
+            self.channels,
+            block_samples=self._scratch.size,
+            callback=self._callback,
+            finished=lambda: self._finished(generation),
         )
+        if generation != self._generation:
+            # stop() ran while this worker was opening (its deadline passed): nobody owns the stream.
+            _close_stream(stream)
+            return
+        self._stream = stream
 
     def _callback(self, outdata: Any, frames: int, time_info: Any, status: Any) -> None:
         # PortAudio thread: a bounded copy out of the ring, nothing else.
         self.callbacks += 1
         now = time.monotonic()
+        asked_s = self._reopen_asked_s
+        if asked_s is not None:
+            self._reopen_asked_s = None
+            self.last_reopen_ms = (now - asked_s) * 1000.0
         # Back-to-back callbacks (PortAudio/ALSA pre-filling the device buffer at start or after an
         # xrun) ask for more than the producer could have had ready; only a callback on the device's
         # regular cadence that finds the ring short is the producer's fault.
@@ -498,8 +683,8 @@ class PortAudioSink:
             heard_s = now + (dac_s - float(time_info.currentTime)) if dac_s > 0 else now
             tap.played(buf[:frames], self.device_rate_hz, heard_s)
 
-    def _finished(self) -> None:
-        if self._lost is None:
+    def _finished(self, generation: int) -> None:
+        if self._lost is None and generation == self._generation:
             self._lost = "the output stream ended (device unplugged or sound server gone)"
 
     def _to_caller(self, device_samples: int) -> int:
@@ -514,13 +699,22 @@ class PortAudioSink:
         return self._to_caller(self._ring.readable())
 
     def write(self, pcm: Int16Array) -> None:
-        """Resample to the device rate and queue (non-blocking; overflow is dropped and counted)."""
+        """Resample to the device rate and queue (non-blocking; overflow is dropped and counted).
+
+        A stream closed while idle is reopened in the background; the queued samples wait for it.
+        """
         self._written_any = True
+        self._idle_since_s = None
         self._ring.write(self._resampler.process(as_int16(pcm)))
+        if self._state == "parked" and self._control is None:
+            self._reopen_asked_s = time.monotonic()
+            self._control = asyncio.get_running_loop().create_task(self._reopen(), name="speaker-reopen")
 
     def mark_idle(self) -> None:
-        """Nothing more to play for now: the ring running dry is not an underrun until the next write."""
+        """Nothing more to play for now: the ring running dry is not an underrun until the next write,
+        and the stream closes once it has stayed dry for `settings.playback_idle_close_ms`."""
         self._written_any = False
+        self._idle_since_s = time.monotonic()
 
     def clear(self, fade_ms: float) -> None:
         """Drop what is queued with a fade; the callback applies it at its next block."""
@@ -528,18 +722,67 @@ class PortAudioSink:
         self._resampler.reset()
 
     def check(self) -> None:
-        """Raise DeviceLost if the stream ended or stopped calling back."""
+        """Raise DeviceLost if the stream ended or stopped calling back; close it when long idle."""
         if self._lost is not None:
             raise DeviceLost(self._lost)
-        if self._stream is None:
-            raise DeviceLost("output stream is not open: call start()")
-        silent_for_s = time.monotonic() - self._last_callback_s
+        if self._state != "open":
+            if self._state == "closed":
+                raise DeviceLost("output stream is not open: call start()")
+            return  # closed on purpose, or being closed/reopened: no callbacks to expect
+        now_s = time.monotonic()
+        silent_for_s = now_s - self._last_callback_s
         if silent_for_s > self.stall_timeout_s:
             self._lost = f"the output device stopped calling back for {silent_for_s:.1f} s"
             raise DeviceLost(self._lost)
+        idle_since_s = self._idle_since_s
+        if (
+            self.idle_close_s > 0
+            and idle_since_s is not None
+            and now_s - idle_since_s >= self.idle_close_s
+            and self._ring.readable() == 0
+            and self._control is None
+        ):
+            self._control = asyncio.get_running_loop().create_task(self._park(), name="speaker-park")
+
+    async def _park(self) -> None:
+        """Close the idle stream off the loop; reopen at once if a write came in meanwhile."""
+        stream, self._stream = self._stream, None
+        self._state = "parking"
+        self._generation += 1
+        try:
+            with contextlib.suppress(DeviceLost):  # a hung close: the stream is abandoned either way
+                await off_loop(lambda: _close_stream(stream), "closing the idle speaker")
+            self.idle_closes += 1
+            self._state = "parked"
+        finally:
+            self._control = None
+        if self._ring.readable():
+            self._reopen_asked_s = time.monotonic()
+            self._control = asyncio.get_running_loop().create_task(self._reopen(), name="speaker-reopen")
+
+    async def _reopen(self) -> None:
+        """Open the stream again on the same device and format; a refusal is a lost device."""
+        self._state = "reopening"
+        try:
+            await off_loop(self._open_stream, "reopening the speaker")
+        except DeviceLost as exc:
+            self._state = "parked"
+            self._lost = str(exc)
+        else:
+            self._state = "open"
+            self.reopens += 1
+        finally:
+            self._control = None
 
     async def stop(self) -> None:
         """Abort and close the stream, off the loop."""
+        control, self._control = self._control, None
+        if control is not None and not control.done():
+            control.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await control
+        self._state = "closed"
+        self._generation += 1
         stream, self._stream = self._stream, None
         if stream is not None:
             with contextlib.suppress(DeviceLost):

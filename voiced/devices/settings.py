@@ -18,6 +18,14 @@ class DeviceSettings(BaseModel):
     )
     capture_block_ms: int = Field(20, description="Capture block: 10 or 20 ms (frames are 20 ms).")
     playback_block_ms: int = Field(20, ge=5, le=40, description="Playback callback block.")
+    playback_idle_close_ms: int = Field(
+        1500,
+        ge=0,
+        le=60000,
+        description="Close a sound-card speaker once it has had nothing to play for this long and reopen "
+        "it on the next sound (an idle output stream costs two threads waking 100 times a second); "
+        "0 keeps it open (for a card that clicks when opened).",
+    )
     ring_ms: int = Field(
         200,
         ge=40,
