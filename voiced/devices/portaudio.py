@@ -262,36 +262,15 @@ def _close_stream(stream: Any) -> None:
             op()
 
 
-def _frame_reader(stream: Any, frames: int, channels: int) -> Callable[[], tuple[Any, bool, int]]:
+def _frame_reader(stream: Any, frames: int) -> Callable[[], tuple[Any, bool, int]]:
     """A function reading ``frames`` from a blocking input stream: (int16 samples, overflowed, frames
-    already waiting behind them).
+    already waiting behind them)."""
 
-    It reads into one buffer allocated here (valid until the next read) through PortAudio's own
-    calls, which sounddevice's ``read`` wraps with a new buffer per call; on a sounddevice without
-    those internals it falls back to ``read``."""
-    sd = load_sounddevice()
-    try:
-        lib, ffi, pointer = sd._lib, sd._ffi, stream._ptr
-        overflowed_code = int(lib.paInputOverflowed)
-    except AttributeError:
+    def read() -> tuple[Any, bool, int]:
+        data, overflowed = stream.read(frames)
+        return np.frombuffer(data, dtype=np.int16), bool(overflowed), int(stream.read_available)
 
-        def public_read() -> tuple[Any, bool, int]:
-            data, overflowed = stream.read(frames)
-            return data, bool(overflowed), int(stream.read_available)
-
-        return public_read
-    buffer = ffi.new("signed char[]", frames * channels * 2)
-    samples = np.frombuffer(ffi.buffer(buffer), dtype=np.int16)
-    read_stream, read_available = lib.Pa_ReadStream, lib.Pa_GetStreamReadAvailable
-
-    def raw_read() -> tuple[Any, bool, int]:
-        err = read_stream(pointer, buffer, frames)
-        if err < 0 and err != overflowed_code:
-            raise sd.PortAudioError(ffi.string(lib.Pa_GetErrorText(err)).decode(errors="replace"), err)
-        backlog = read_available(pointer)
-        return samples, err == overflowed_code, max(0, int(backlog))
-
-    return raw_read
+    return read
 
 
 # The capture thread's next read returns within a frame; a read hung on a sick sound server is given
@@ -418,7 +397,7 @@ class PortAudioSource:
         rate = self.device_rate_hz
         block = rate * FRAME_MS // 1000
         step = self.channels
-        read = _frame_reader(stream, block, step)
+        read = _frame_reader(stream, block)
         while generation == self._generation:
             try:
                 data, overflowed, backlog = read()
@@ -436,8 +415,7 @@ class PortAudioSource:
         self.callbacks += 1
         if overflowed:
             self.input_overflows += 1
-        samples = data if isinstance(data, np.ndarray) else np.frombuffer(data, dtype=np.int16)
-        written = self._ring.write(samples if step == 1 else samples[::step])
+        written = self._ring.write(data if step == 1 else data[::step])
         if written < frames:
             self.overruns += 1
         self._written_total += written
