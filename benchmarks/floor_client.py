@@ -377,13 +377,14 @@ async def run_floor(
                     break
                 if event.get("event_type") == "error":
                     raise RuntimeError(f"the server refused chat.update: {str(event.get('data'))[:200]}")
-        on_ready()
         receiver = asyncio.create_task(client.receive())
         receiver.add_done_callback(lambda _t: client.stop())
+        # The device opens before READY, as voiced's does: PortAudio's start-up is not in the window.
         if device == "portaudio":
             stream = await asyncio.to_thread(_open_capture, client)
         else:
             client.start_clock()
+        on_ready()
         with _stop_on_sigterm(client):
             if seconds is None:
                 await client.done
