@@ -125,6 +125,21 @@ async def test_wav_sink_records_what_is_heard(tmp_path: Path) -> None:
     assert rate == 24000 and data.size >= 2400 and np.abs(data).max() > 1000
 
 
+async def test_a_recording_in_progress_is_a_valid_wav_of_what_was_played(tmp_path: Path) -> None:
+    # The header's length is brought up to date once a second while recording, and at stop.
+    path = tmp_path / "live.wav"
+    sink = open_sink(DeviceSettings(), "wav", 16000, path=path)
+    await sink.start()
+    sink.write(sine(440, 0.1, 16000))
+    await asyncio.sleep(1.3)
+    data, rate = read_wav(path)  # still recording
+    assert rate == 16000 and 16000 <= data.size <= 1.3 * 16000
+    assert np.abs(data[:1600]).max() > 1000
+    await sink.stop()
+    final, _ = read_wav(path)
+    assert final.size >= data.size and np.array_equal(final[: data.size], data)
+
+
 async def test_null_sink_drains() -> None:
     sink = open_sink(DeviceSettings(), "null", 16000)
     await sink.start()
