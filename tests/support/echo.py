@@ -515,6 +515,8 @@ class RoomLoop:
         self._rng = np.random.default_rng(room.seed)
         self._stream: tuple[soxr.ResampleStream, int, float] | None = None  # (resampler, rate, start_s)
         self._stream_out = 0  # 16 kHz samples the current speaker stream has produced
+        self._stream_in = 0  # speaker-rate samples handed to it
+        self.speaker_restarts = 0  # new speaker streams after the first (a gap in its blocks)
         self._tail = np.zeros(self._ir.size - 1)
         self._echo_levels: list[float] = []
         self.user_started_at_s: float | None = None
@@ -526,15 +528,19 @@ class RoomLoop:
             return  # nobody listens yet
         stream = self._stream
         if stream is not None:
-            expected_s = stream[2] + self._stream_out / RATE_HZ
+            # By the samples handed in, not those out of the resampler: with the drift's odd ratio
+            # soxr releases its output in bursts of about 50 ms, which is no restart.
+            expected_s = stream[2] + self._stream_in / rate_hz
             if stream[1] != rate_hz or abs(at_s - expected_s) > 0.05:
                 stream = None  # the speaker restarted: a new stream, as a sound card would
+                self.speaker_restarts += 1
         if stream is None:
             # The speaker's clock runs drift_ppm fast: its samples last that much less at the mic.
             resampler = soxr.ResampleStream(rate_hz * (1 + self.room.drift_ppm * 1e-6), RATE_HZ, 1, "float64")
             stream = (resampler, rate_hz, at_s)
-            self._stream, self._stream_out = stream, 0
+            self._stream, self._stream_out, self._stream_in = stream, 0, 0
             self._tail = np.zeros(self._ir.size - 1)
+        self._stream_in += block.size
         x = np.asarray(stream[0].resample_chunk(block.astype(np.float64)), dtype=np.float64)
         start_s = stream[2] + self._stream_out / RATE_HZ
         self._stream_out += x.size
