@@ -78,7 +78,7 @@ _DUCKED_FLOOR_DB = 40.0
 #: lowered the loud frames of the last 2 s of the device's voice must reach this. Seconds of a user
 #: talking over the device do not move a 2 s median before barge-in (3 frames); a canceller that
 #: lost the echo's delay (it removes 5-12 dB then, 35-40 dB when it works) does.
-_TRUST_REDUCTION_DB = 15.0
+_TRUST_REDUCTION_DB = 20.0
 _TRUST_WINDOW_FRAMES = 100
 _TRUST_MIN_FRAMES = 10
 
@@ -368,7 +368,9 @@ class EchoCancelStage:
         if stalled:
             if frame.playback_active:
                 self._fault("stalled", now_s, "no playback reference while the device talks")
+            # AEC3 heard the echo against a silent reference meanwhile: judge it afresh.
             self._heard_s = 0.0
+            self._reduction_db.clear()
             return frame
         far_dbfs = _level_dbfs(far)
         self._reference_dbfs.append(far_dbfs)
