@@ -77,8 +77,8 @@ _DUCKED_FLOOR_DB = 40.0
 #: The canceller is trusted only while it actually removes the echo: the median of how much it
 #: lowered the loud frames of the last 2 s of the device's voice must reach this. Seconds of a user
 #: talking over the device do not move a 2 s median before barge-in (3 frames); a canceller that
-#: lost the echo's delay (it removes 5-12 dB then, 35-40 dB when it works) does.
-_TRUST_REDUCTION_DB = 20.0
+#: lost the echo's delay (it removes 5-24 dB then, 35-40 dB when it works) does.
+_TRUST_REDUCTION_DB = 25.0
 _TRUST_WINDOW_FRAMES = 100
 _TRUST_MIN_FRAMES = 10
 
