@@ -21,6 +21,7 @@ from tests.support.echo import (
     user_speech,
     wait_state,
 )
+from tests.support.timing import patience_s
 from voiced.conversation.states import TurnState
 from voiced.devices.memory import MemorySource
 from voiced.emulator import EmulatorSettings, load_scenario, serve_emulator
@@ -71,7 +72,7 @@ async def test_the_user_talking_over_a_reply_6_db_under_its_echo_barges_in_and_i
         before = len([r for r in emu.received if isinstance(r.event, ev.InputAudioBufferAppend)])
         gain_db = room.echo_dbfs - 6.0 - dbfs(voice)
         room.say(voice, gain_db)
-        async with asyncio.timeout(3.0):
+        async with asyncio.timeout(patience_s(3.0)):
             while not agent.counters.interrupts:
                 await asyncio.sleep(0.01)
         interrupted = dict(agent.counters.interrupts_by_reason)

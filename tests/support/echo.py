@@ -27,6 +27,7 @@ import numpy.typing as npt
 import soxr
 
 from tests.support.pulse import PulseServer
+from tests.support.timing import patience_s
 from voiced.agent.daemon import Daemon
 from voiced.audio.frames import level_dbfs
 from voiced.audio.resample import StreamResampler, resample
@@ -193,28 +194,52 @@ class EchoPath:
     """The room applied block by block: feed what the speaker played, take what the mic hears.
 
     :meth:`played` takes speaker audio at ``speaker_rate_hz`` as it comes (any block size);
-    :meth:`mic_block` returns the next ``n`` mic samples at 16 kHz: the echo (silence until the
-    room's delay has passed), the user's speech queued with :meth:`say`, and noise. Thread-safe:
-    the speaker side and the mic side run on different threads. Give it to the headless PulseAudio
-    harness with :func:`attach_echo_path`. The room's ``drift_ppm`` is not modelled here (both
-    virtual devices run on the system clock).
+    :meth:`mic_block` returns the next ``n`` mic samples at 16 kHz: the echo, the user's speech
+    queued with :meth:`say`, and noise. Thread-safe: the speaker side and the mic side run on
+    different threads. Give it to the headless PulseAudio harness with :func:`attach_echo_path`.
+    The room's ``drift_ppm`` is not modelled here (both virtual devices run on the system clock).
+
+    Like a real room, the delay is a fixed time, not a queue: a speaker sample played at ``t`` is
+    heard by the mic sample of time ``t + delay``, whenever the harness's threads get the CPU. The
+    speaker's samples are timed by their count from when its stream (re)started, the mic's by their
+    count from its first block, so a drain thread that reads the pipe late (a loaded machine) does
+    not delay the echo. And the mic waits (up to ``_WAIT_S``) for the speaker audio its block must
+    echo, as a room would never skip it: on a loaded machine the drain thread can read the pipe later
+    than the room's delay. Echo that still comes too late for its mic sample is dropped and counted
+    (:attr:`late_echo_samples`).
     """
+
+    #: The speaker's samples come later than their count says by more than this (the sound server
+    #: stopped rendering, or skipped), or earlier at all: its stream restarted; time it anew.
+    _RESTART_LATE_S = 0.3
+    _RESTART_EARLY_S = 0.02
+    _WAIT_S = 0.3
 
     def __init__(self, room: Room, speaker_rate_hz: int) -> None:
         self.room = room
         self._ir = room.impulse_response()
         self._resampler = StreamResampler(speaker_rate_hz, RATE_HZ)
         self._tail = np.zeros(self._ir.size - 1)
-        self._delay = round(room.delay_ms * RATE_HZ / 1000)
-        self._echo = np.zeros(self._delay)  # the echo waiting to reach the mic; starts with the delay
+        self._delay_s = room.delay_ms / 1000.0
+        self._stream_start_s: float | None = None  # monotonic time of speaker sample 0 (16 kHz)
+        self._stream_out = 0  # 16 kHz speaker samples since then
+        self._mic_start_s: float | None = None  # monotonic time of mic sample 0
+        self._mic_base = 0  # mic sample index of self._echo[0]
+        self._echo = np.zeros(0)  # the echo waiting to be heard, from mic sample _mic_base on
         self._user = np.zeros(0)
         self._rng = np.random.default_rng(room.seed)
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
+        self._heard_until_s: float | None = None  # echo is known up to this time (speaker time + delay)
+        self._speaker_gone = False  # a wait for the speaker timed out: do not wait again until it plays
         self.echo_heard = np.zeros(0)  # every echo sample handed to the mic (for ERLE), bounded below
         self._max_kept = 120 * RATE_HZ
+        self.late_echo_samples = 0
+        self.mic_waits = 0
+        self.speaker_restarts = 0
 
     def played(self, block: Int16) -> None:
         """Speaker audio just played (at ``speaker_rate_hz``)."""
+        now_s = time.monotonic()
         x = self._resampler.process(np.ascontiguousarray(block, dtype=np.int16)).astype(np.float64)
         if not x.size:
             return
@@ -222,11 +247,36 @@ class EchoPath:
         full = np.convolve(self.room.speaker(x), self._ir)
         full[: self._tail.size] += self._tail
         out, self._tail = full[: x.size], full[x.size :]
+        start_s = self._stream_start_s
+        if start_s is not None:
+            # The block has just finished playing: its last sample's time by the count.
+            late_s = now_s - (start_s + (self._stream_out + x.size) / RATE_HZ)
+            if late_s > self._RESTART_LATE_S or late_s < -self._RESTART_EARLY_S:
+                start_s = None
+                self.speaker_restarts += 1
+            elif late_s < 0:
+                # A block is read late, never early: the stream started earlier than first seen.
+                start_s += late_s
+                self._stream_start_s = start_s
+        if start_s is None:
+            start_s = now_s - x.size / RATE_HZ
+            self._stream_start_s, self._stream_out = start_s, 0
+        heard_s = start_s + self._stream_out / RATE_HZ + self._delay_s
+        self._stream_out += x.size
         with self._lock:
-            # Ran dry (the speaker gave nothing for a while, or started late): what it plays now is
-            # still heard only after the room's delay, not at once.
-            lead = np.zeros(self._delay) if not self._echo.size else np.zeros(0)
-            self._echo = np.concatenate([self._echo, lead, out])
+            self._heard_until_s = heard_s + out.size / RATE_HZ
+            self._speaker_gone = False
+            self._lock.notify_all()
+            if self._mic_start_s is None:
+                return  # nobody listens yet
+            at = round((heard_s - self._mic_start_s) * RATE_HZ) - self._mic_base
+            if at < 0:
+                self.late_echo_samples += min(-at, out.size)
+                out, at = out[-at:], 0
+            end = at + out.size
+            if end > self._echo.size:
+                self._echo = np.concatenate([self._echo, np.zeros(end - self._echo.size)])
+            self._echo[at:end] += out
 
     def say(self, speech: Int16, gain_db: float = 0.0) -> None:
         """Mix ``speech`` (16 kHz) into the mic from now on."""
@@ -236,6 +286,19 @@ class EchoPath:
     def mic_block(self, n: int) -> Int16:
         """The next ``n`` samples the mic hears (16 kHz)."""
         with self._lock:
+            # The feeder writes each block on its schedule or late, never early: the earliest time a
+            # block was asked for says when the mic's sample 0 was heard.
+            started_s = time.monotonic() - self._mic_base / RATE_HZ
+            if self._mic_start_s is None or started_s < self._mic_start_s:
+                self._mic_start_s = started_s
+            needed_s = self._mic_start_s + (self._mic_base + n) / RATE_HZ
+            if not self._speaker_gone and self._heard_until_s is not None and self._heard_until_s < needed_s:
+                self.mic_waits += 1
+                if not self._lock.wait_for(
+                    lambda: self._heard_until_s is not None and self._heard_until_s >= needed_s, self._WAIT_S
+                ):
+                    self._speaker_gone = True
+            self._mic_base += n
             echo = np.zeros(n)
             k = min(n, self._echo.size)
             echo[:k] = self._echo[:k]
@@ -452,6 +515,8 @@ class RoomLoop:
         self._rng = np.random.default_rng(room.seed)
         self._stream: tuple[soxr.ResampleStream, int, float] | None = None  # (resampler, rate, start_s)
         self._stream_out = 0  # 16 kHz samples the current speaker stream has produced
+        self._stream_in = 0  # speaker-rate samples handed to it
+        self.speaker_restarts = 0  # new speaker streams after the first (a gap in its blocks)
         self._tail = np.zeros(self._ir.size - 1)
         self._echo_levels: list[float] = []
         self.user_started_at_s: float | None = None
@@ -463,15 +528,19 @@ class RoomLoop:
             return  # nobody listens yet
         stream = self._stream
         if stream is not None:
-            expected_s = stream[2] + self._stream_out / RATE_HZ
+            # By the samples handed in, not those out of the resampler: with the drift's odd ratio
+            # soxr releases its output in bursts of about 50 ms, which is no restart.
+            expected_s = stream[2] + self._stream_in / rate_hz
             if stream[1] != rate_hz or abs(at_s - expected_s) > 0.05:
                 stream = None  # the speaker restarted: a new stream, as a sound card would
+                self.speaker_restarts += 1
         if stream is None:
             # The speaker's clock runs drift_ppm fast: its samples last that much less at the mic.
             resampler = soxr.ResampleStream(rate_hz * (1 + self.room.drift_ppm * 1e-6), RATE_HZ, 1, "float64")
             stream = (resampler, rate_hz, at_s)
-            self._stream, self._stream_out = stream, 0
+            self._stream, self._stream_out, self._stream_in = stream, 0, 0
             self._tail = np.zeros(self._ir.size - 1)
+        self._stream_in += block.size
         x = np.asarray(stream[0].resample_chunk(block.astype(np.float64)), dtype=np.float64)
         start_s = stream[2] + self._stream_out / RATE_HZ
         self._stream_out += x.size
@@ -615,17 +684,17 @@ async def daemon_in_room(
             daemon = Daemon(config, source_factory, sink_factory, install_signal_handlers=False)
             task = asyncio.create_task(daemon.run())
             try:
-                async with asyncio.timeout(15.0):
+                async with asyncio.timeout(patience_s(15.0)):
                     await daemon.ready.wait()
                 yield daemon, emu
             finally:
                 daemon.request_stop()
-                await asyncio.wait_for(task, 10.0)
+                await asyncio.wait_for(task, patience_s(10.0))
 
 
 async def wait_state(daemon: Daemon, states: set[TurnState], timeout_s: float) -> TurnState:
     """Wait until the conversation is in one of ``states``; returns it (TimeoutError after ``timeout_s``)."""
-    async with asyncio.timeout(timeout_s):
+    async with asyncio.timeout(patience_s(timeout_s)):
         while True:
             agent = daemon.agent
             if agent is not None and agent.state in states:

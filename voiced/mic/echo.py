@@ -10,7 +10,9 @@ Two halves meet here:
   acoustic rest.
 - :class:`EchoCancelStage` runs every 20 ms frame through AEC3 as two 10 ms frames and marks the
   result ``echo_cancelled`` while it can vouch for it: the canceller has heard
-  ``converge_s`` of the device's voice, the reference covers the frame, and it keeps up.
+  ``converge_s`` of the device's voice since the reference last jumped (a speaker underrun or
+  restart, or the two clocks apart by more than tens of ms), it removes most of the echo (median
+  over the device's recent voice), the reference covers the frame, and it keeps up.
   Otherwise the frame goes on as captured with ``echo_cancelled=False``, and the turn detector
   falls back to its level margin (or the core to half duplex): a fault never makes the device
   interrupt itself. Each kind of fault is logged once, then rate-limited.
@@ -48,9 +50,16 @@ _ACTIVE_DBFS = -50.0
 #: A block whose time disagrees with the running timeline by more than this starts a new stream
 #: (the device restarted, ran dry or was reopened), not jitter.
 _RESYNC_S = 0.05
-#: The read position follows the clocks only when it is off by more than this: every jump makes
-#: AEC3 re-find the delay, so drift and timestamp jitter are left to it below this.
-_REALIGN_S = 0.008
+#: The read position advances by the samples it hands out and follows the clocks only when their
+#: average disagreement (smoothed by ``_ALIGN_GAIN`` per frame, about a second) exceeds this. Every
+#: jump makes AEC3 and the linear filter re-find the delay (seconds of leaking echo), while a sound
+#: server's capture timestamps wander and step by 10-25 ms under CPU load with no change in the
+#: echo's real delay; AEC3 follows smaller changes and clock drift by itself.
+_REALIGN_S = 0.06
+_ALIGN_GAIN = 0.05
+#: A single frame whose time disagrees by more than this is a real jump (mic frames lost, a device
+#: restarted): realign at once.
+_REALIGN_NOW_S = 0.12
 #: How fast the timeline follows each block's timestamp (averages out callback jitter).
 _TIMELINE_GAIN = 0.02
 _LOG_INTERVAL_S = 30.0
@@ -65,10 +74,13 @@ _LINEAR_TRUST_DB = 8.0
 #: ... and only when AEC3 let at least this much through (dB below the loudest reference): a frame
 #: AEC3 silenced completely is echo its suppressor recognised, whatever the linear filter says.
 _DUCKED_FLOOR_DB = 40.0
-#: The canceller is trusted once it has heard converge_s of the device and removes this much of its
-#: echo (smoothed over about half a second of the device talking).
-_CONVERGED_ERLE_DB = 30.0
-_CONVERGENCE_SMOOTHING = 0.04
+#: The canceller is trusted only while it actually removes the echo: the median of how much it
+#: lowered the loud frames of the last 2 s of the device's voice must reach this. Seconds of a user
+#: talking over the device do not move a 2 s median before barge-in (3 frames); a canceller that
+#: lost the echo's delay (it removes 5-24 dB then, 35-40 dB when it works) does.
+_TRUST_REDUCTION_DB = 25.0
+_TRUST_WINDOW_FRAMES = 100
+_TRUST_MIN_FRAMES = 10
 
 
 class Canceller(Protocol):
@@ -123,6 +135,7 @@ class EchoReference:
         self._stream_in = 0  # device-rate samples of the current stream so far
         self._resampler: StreamResampler | None = None
         self._read: int | None = None  # absolute index of the next mic sample's reference
+        self._align_error = 0.0  # smoothed (clock-derived position - read position), samples
         self.last_block_at_s: float | None = None  # loop time when the newest block was collected
         self.resyncs = 0
         self.realignments = 0
@@ -169,6 +182,9 @@ class EchoReference:
                 self._write(np.zeros(min(round(error_s * RATE_HZ), self._keep), dtype=np.int16))
             self.resyncs += 1
             self._new_stream(rate_hz, at_s)
+            # The timeline was rebuilt from the new stream's clock: read where it points now (the
+            # stage starts over; AEC3 does not follow such a jump in the echo's delay by itself).
+            self._read = None
         else:
             self._base_s += _TIMELINE_GAIN * error_s
         self._stream_in += int(block.size)
@@ -203,10 +219,18 @@ class EchoReference:
         if self._base_s is None:
             return None
         wanted = (captured_at_s - self.delay_offset_s - self._base_s) * RATE_HZ
-        if self._read is None or abs(self._read - wanted) > _REALIGN_S * RATE_HZ:
-            if self._read is not None:
+        if self._read is None:
+            self._read, self._align_error = round(wanted), 0.0
+        else:
+            error = wanted - self._read
+            self._align_error += _ALIGN_GAIN * (error - self._align_error)
+            if abs(error) > _REALIGN_NOW_S * RATE_HZ:
+                self._read, self._align_error = round(wanted), 0.0
                 self.realignments += 1
-            self._read = round(wanted)
+            elif abs(self._align_error) > _REALIGN_S * RATE_HZ:
+                # To where the clocks point on average, not to this frame's jittered timestamp.
+                self._read, self._align_error = self._read + round(self._align_error), 0.0
+                self.realignments += 1
         start = self._read
         if start < 0 <= start + n <= self._written:
             # Before the speaker's first block: it was silent then.
@@ -228,6 +252,7 @@ class EchoReference:
         self._resampler = None
         self._stream_rate_hz = 0
         self._read = None
+        self._align_error = 0.0
         self.last_block_at_s = None
 
 
@@ -259,9 +284,6 @@ class EchoCancelStage:
         self._canceller = canceller_factory()
         self._clock = clock
         self._heard_s = 0.0  # far-end speech the canceller has adapted on since it last lost track
-        self._proven = False  # it has since removed _CONVERGED_ERLE_DB of the echo
-        self._near_power = 0.0
-        self._cleaned_power = 0.0
         self._bypass_until_s = 0.0
         self._slow_ms = 0.0  # smoothed processing time per frame
         self._last_logged_s: dict[str, float] = {}
@@ -275,6 +297,9 @@ class EchoCancelStage:
         self.process_s = 0.0  # CPU time spent in the canceller
         self._linear = LinearEchoFilter() if settings.double_talk_margin_db > 0 else None
         self.double_talk_frames = 0  # frames let through because the linear residual heard the user
+        self._jumps_seen = 0  # realignments + resyncs of the reference already acted on
+        self._reduction_db: deque[float] = deque(maxlen=_TRUST_WINDOW_FRAMES)
+        self.distrusted_frames = 0  # converged, but the canceller removed too little of the echo
 
     @property
     def playback_tap(self) -> EchoReference:
@@ -284,27 +309,18 @@ class EchoCancelStage:
     @property
     def converged(self) -> bool:
         """Whether the canceller has heard enough of the device's voice to be trusted."""
-        return self._heard_s >= self.settings.converge_s and self._proven
-
-    def _learn_convergence(self, near: Int16Array, cleaned: Int16Array) -> None:
-        # How much AEC3 takes away while the device talks, until it first takes away enough: a
-        # second of speech is not always enough to learn the room (a long delay, a reverberant room).
-        # Latched: afterwards a user talking over the device lowers this figure and must not make
-        # the canceller untrusted (that would fall back to half duplex and not hear them).
-        if self._proven:
-            return
-        near_power = float(np.mean(near.astype(np.float64) ** 2))
-        cleaned_power = float(np.mean(cleaned.astype(np.float64) ** 2))
-        self._near_power += _CONVERGENCE_SMOOTHING * (near_power - self._near_power)
-        self._cleaned_power += _CONVERGENCE_SMOOTHING * (cleaned_power - self._cleaned_power)
-        if self._heard_s >= self.settings.converge_s and self._near_power > 0.0:
-            removed_db = 10.0 * np.log10(self._near_power / max(self._cleaned_power, 1.0))
-            self._proven = bool(removed_db >= _CONVERGED_ERLE_DB)
+        return self._heard_s >= self.settings.converge_s
 
     def _lose_track(self) -> None:
         self._heard_s = 0.0
-        self._proven = False
-        self._near_power = self._cleaned_power = 0.0
+        self._reduction_db.clear()
+
+    @property
+    def echo_reduction_db(self) -> float | None:
+        """Median echo reduction of the canceller over the device's recent loud frames (None: too few)."""
+        if len(self._reduction_db) < _TRUST_MIN_FRAMES:
+            return None
+        return float(np.median(np.fromiter(self._reduction_db, dtype=np.float64)))
 
     def process(self, frame: StageFrame, events: list[object]) -> StageFrame:
         """Cancel the echo in ``frame``; ``echo_cancelled`` says whether the result can be trusted."""
@@ -315,6 +331,12 @@ class EchoCancelStage:
             return frame
         far = self.reference.take(frame.captured_at_s)
         stalled = far is None or self._stalled(now_s)
+        jumps = self.reference.realignments + self.reference.resyncs
+        if jumps != self._jumps_seen:
+            self._jumps_seen = jumps
+            # A stalled reference has already fallen back (and said so): one log line, not two; and
+            # before the device has talked (opening the devices) there was nothing to lose.
+            self._lost_track(now_s, log_it=not stalled and self._heard_s > 0)
         if far is None:
             far = self._zeros  # keep the canceller's render and capture streams paired
         near = np.frombuffer(frame.pcm, dtype=np.int16)
@@ -350,16 +372,28 @@ class EchoCancelStage:
         if stalled:
             if frame.playback_active:
                 self._fault("stalled", now_s, "no playback reference while the device talks")
+            # AEC3 heard the echo against a silent reference meanwhile: judge it afresh.
             self._lose_track()
             return frame
         far_dbfs = _level_dbfs(far)
         self._reference_dbfs.append(far_dbfs)
+        cleaned_dbfs = _level_dbfs(cleaned)
         if far_dbfs > _ACTIVE_DBFS:
             self._heard_s += FRAME_SAMPLES / RATE_HZ
-            self._learn_convergence(near, cleaned)
+            near_dbfs = _level_dbfs(near)
+            if near_dbfs > _ACTIVE_DBFS:
+                self._reduction_db.append(near_dbfs - cleaned_dbfs)
         if not self.converged:
             return dataclasses.replace(frame, pcm=cleaned.tobytes())
-        cleaned_dbfs = _level_dbfs(cleaned)
+        reduction_db = self.echo_reduction_db
+        if reduction_db is not None and reduction_db < _TRUST_REDUCTION_DB:
+            self.distrusted_frames += 1
+            self._fault(
+                "diverged",
+                now_s,
+                f"the echo canceller removes only {reduction_db:.0f} dB of the echo (lost its delay)",
+            )
+            return dataclasses.replace(frame, pcm=cleaned.tobytes())
         loudest_dbfs = max(self._reference_dbfs)
         user_talking = False
         if residual is not None and self._linear is not None:
@@ -388,6 +422,21 @@ class EchoCancelStage:
             self._track_floor(cleaned_dbfs)
         self.cancelled_frames += 1
         return dataclasses.replace(frame, pcm=cleaned.tobytes(), echo_cancelled=True)
+
+    def _lost_track(self, now_s: float, *, log_it: bool) -> None:
+        # The reference moved under the canceller (the read position realigned, or the speaker's
+        # stream jumped: an underrun, a restart): until it has found the echo's delay again its
+        # residual leaks the device's voice (and the linear filter's taps point at the wrong delay),
+        # so the frames are not vouched for (the core listens half duplex) until it has re-converged.
+        self._lose_track()
+        if self._linear is not None:
+            self._linear.reset()
+        if log_it:
+            self._fault(
+                "jumped",
+                now_s,
+                "the reference jumped (speaker underrun or restart, clocks apart): re-converging",
+            )
 
     def _track_floor(self, level_dbfs: float) -> None:
         self._floor_dbfs = min(level_dbfs, self._floor_dbfs + _FLOOR_RISE_DB)
@@ -426,6 +475,7 @@ class EchoCancelStage:
         self._slow_ms = 0.0
         self._reference_dbfs.clear()
         self._reference_dbfs.append(-120.0)
+        self._reduction_db.clear()
         if self._linear is not None:
             self._linear.reset()
 

@@ -30,11 +30,11 @@ class EchoSettings(BaseModel):
         "clocks say: a margin that keeps the echo after its reference; AEC3 finds the rest.",
     )
     converge_s: float = Field(
-        1.0,
+        2.0,
         ge=0.0,
         le=10.0,
         description="Seconds of the device's own voice the canceller must hear before its output "
-        "counts as echo-free (and it must remove 30 dB of the echo; until then barge-in uses the level "
+        "counts as echo-free (and it must remove 25 dB of the echo; until then barge-in uses the level "
         "margin or half duplex).",
     )
     stall_ms: float = Field(
