@@ -462,7 +462,9 @@ class AlsaErrorLog:
 
     def flush(self) -> None:
         """Log how many reports were folded since the last line (the window's end does this too)."""
-        with self._lock:
+        # Also the window's timer thread: at exit the log's stream may already be closed, and a
+        # count of folded reports is not worth a traceback then.
+        with self._lock, contextlib.suppress(ValueError, OSError):
             self._flush_locked()
 
     def _flush_locked(self) -> None:
