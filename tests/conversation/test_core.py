@@ -214,39 +214,6 @@ def test_speech_over_the_reply_interrupts_it() -> None:
     assert rig.conv.counters.interrupts_by_reason == {"barge-in": 1}
 
 
-def _after_a_reply(rig: Rig, level_dbfs: float) -> None:
-    """The device played a reply at ``level_dbfs`` for a second, then stopped."""
-    rig.connect()
-    rig.receive(chat_created("A"), audio("A", 1000, 200))
-    rig.playback = Playback(active=True, level_dbfs=level_dbfs, chat_id="A")
-    rig.mic([SILENCE] * 50)
-    rig.receive(chat_completed("A"))
-    rig.playback = Playback()
-    rig.tick()
-    assert rig.state() is TurnState.IDLE
-
-
-def test_without_a_canceller_the_replys_echo_tail_is_not_taken_for_the_user() -> None:
-    # Just after the speaker stops, the room still rings with the last syllable: speech quieter than
-    # the reply (its echo) must not open a turn in the next ECHO_TAIL_S ...
-    rig = Rig()
-    _after_a_reply(rig, level_dbfs=-3.0)
-    speech = utterance_frames()[25:]  # from its first syllable
-    sent = rig.mic(speech[:20])
-    assert not rig.of(SendAudio, sent) and rig.state() is TurnState.IDLE
-    # ... and once the tail has passed, the same voice is the user's.
-    rig.mic([SILENCE] * 30)
-    rig.mic(utterance_frames())
-    assert rig.state() is TurnState.USER_TURN
-
-
-def test_a_user_louder_than_the_reply_is_heard_at_once_after_it() -> None:
-    rig = Rig()
-    _after_a_reply(rig, level_dbfs=-60.0)
-    rig.mic(utterance_frames()[25:45])  # from its first syllable, within the tail
-    assert rig.state() is TurnState.USER_TURN
-
-
 def test_half_duplex_gates_the_microphone_while_the_device_talks() -> None:
     rig = Rig(**{"agent.half_duplex": True})
     rig.connect()

@@ -239,9 +239,6 @@ class Conversation:
         self.muted = False
         self._mute_until_s = 0.0
         self._echo_until_s = 0.0
-        self._tail_until_s = -float("inf")  # the reply's echo may still be heard until then
-        self._tail_level_dbfs: float | None = None  # the reply's loudest level in its last ECHO_TAIL_S
-        self._tail_level_at_s = -float("inf")
         self._listen_deadline_s: float | None = None
         self._reply_deadline_s: float | None = None
         self._turn: TurnTimeline | None = None
@@ -335,17 +332,7 @@ class Conversation:
         self._check_playback(playback, now_s, out)
         if self.muted or frame.captured_at_s < self._mute_until_s:
             return out
-        active, level_dbfs = playback.active, playback.level_dbfs
-        if self.config.audio.echo.mode != "webrtc":
-            if active:
-                self._tail_until_s = frame.captured_at_s + ECHO_TAIL_S
-                self._remember_loudest(level_dbfs, frame.captured_at_s)
-            elif frame.captured_at_s < self._tail_until_s:
-                # The room still rings with the reply's last syllable after the speaker stopped (the
-                # delay to the microphone, the reverb): without a canceller, speech must still beat
-                # the reply's level for a moment, or the device hears its own tail as the user.
-                active, level_dbfs = True, self._tail_level_dbfs
-        staged = StageFrame(frame.pcm, frame.captured_at_s, active, level_dbfs)
+        staged = StageFrame(frame.pcm, frame.captured_at_s, playback.active, playback.level_dbfs)
         events: list[object] = []
         passed = self.mic_path.process(staged, events)
         woken = False
@@ -422,13 +409,6 @@ class Conversation:
                 self._fire(Trigger.SPEECH_ENDED, now_s, out)
                 if not self.server_vad:
                     out.append(EndTurn(event.timestamp_s, turn))
-
-    def _remember_loudest(self, level_dbfs: float | None, at_s: float) -> None:
-        if level_dbfs is None:
-            return
-        loudest = self._tail_level_dbfs
-        if loudest is None or level_dbfs >= loudest or at_s - self._tail_level_at_s > ECHO_TAIL_S:
-            self._tail_level_dbfs, self._tail_level_at_s = level_dbfs, at_s
 
     def _echo_unvouched(self, frame: StageFrame) -> bool:
         """An echo canceller is configured but did not vouch for this frame while the device talks or
