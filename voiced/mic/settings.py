@@ -66,8 +66,8 @@ class EchoSettings(BaseModel):
         description="A linear echo filter runs beside AEC3 to hear a user who talks over the device "
         "(AEC3 ducks their first syllables): where what it leaves is within this many dB of the loudest "
         "of what the speaker played, the user is talking. Raise it if barge-in over the device is "
-        "slow, lower it if the device interrupts itself; 0 turns the filter off (saves about 5 ms of "
-        "CPU per second while the device talks).",
+        "slow, lower it if the device interrupts itself; 0 turns the filter off (less CPU while the "
+        "device talks).",
     )
     noise_suppression: bool = Field(False, description="Add WebRTC noise suppression after the canceller.")
     noise_suppression_level: int = Field(1, ge=0, le=3, description="0..3: 6, 12, 18 or 21 dB.")
