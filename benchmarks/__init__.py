@@ -11,6 +11,8 @@ benchmarks/results.json, leaving other modules' keys alone.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,3 +53,17 @@ class BenchReport:
 
     tables: list[Table]
     data: dict[str, Any]
+
+
+def run_within(measure: Awaitable[BenchReport], limit_s: float, what: str) -> BenchReport:
+    """Run a benchmark's coroutine on a new loop; a run past ``limit_s`` fails with a message naming
+    ``what`` instead of idling (every await inside has its own limit; this catches what slips)."""
+
+    async def guarded() -> BenchReport:
+        try:
+            async with asyncio.timeout(limit_s):
+                return await measure
+        except TimeoutError:
+            raise RuntimeError(f"the {what} hung: no result after {limit_s:.0f} s") from None
+
+    return asyncio.run(guarded())

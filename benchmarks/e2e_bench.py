@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks import BenchReport, Table
+from benchmarks import BenchReport, Table, run_within
 from benchmarks.baseline import percentile
 from tests.agent.harness import BOT_ID, TOKEN, daemon_config, running_daemon, utterance_pcm
 from voiced.audio.frames import Int16Array
@@ -696,19 +696,9 @@ async def _run(quick: bool) -> BenchReport:
 _RUN_TIMEOUT_S = {True: 240.0, False: 1200.0}
 
 
-async def _run_with_timeout(quick: bool) -> BenchReport:
-    try:
-        async with asyncio.timeout(_RUN_TIMEOUT_S[quick]):
-            return await _run(quick)
-    except TimeoutError:
-        raise RuntimeError(
-            f"the end-to-end benchmark hung: no result after {_RUN_TIMEOUT_S[quick]:.0f} s"
-        ) from None
-
-
 def run(quick: bool) -> BenchReport:
     """Everything above; ``quick`` keeps it to well under a minute."""
-    return asyncio.run(_run_with_timeout(quick))
+    return run_within(_run(quick), _RUN_TIMEOUT_S[quick], "end-to-end benchmark")
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks import BenchReport, Table
+from benchmarks import BenchReport, Table, run_within
 from benchmarks.e2e_bench import (
     ByteCountingProxy,
     ProcessRun,
@@ -230,19 +230,9 @@ async def _run(quick: bool) -> BenchReport:
     return BenchReport(tables=[table], data=data)
 
 
-async def _run_with_timeout(quick: bool) -> BenchReport:
-    try:
-        async with asyncio.timeout(_RUN_TIMEOUT_S[quick]):
-            return await _run(quick)
-    except TimeoutError:
-        raise RuntimeError(
-            f"the floor benchmark hung: no result after {_RUN_TIMEOUT_S[quick]:.0f} s"
-        ) from None
-
-
 def run(quick: bool) -> BenchReport:
     """Every mode of the floor and of voiced; `quick` keeps it under a minute."""
-    return asyncio.run(_run_with_timeout(quick))
+    return run_within(_run(quick), _RUN_TIMEOUT_S[quick], "floor benchmark")
 
 
 if __name__ == "__main__":
