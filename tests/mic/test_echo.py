@@ -82,6 +82,17 @@ def test_barge_in_6_db_under_the_echo_is_detected_within_300_ms_in_95_percent() 
     assert len(fast) >= 0.95 * len(trials)
 
 
+def test_without_the_linear_filter_aec3_alone_hears_a_ducked_user_a_word_late() -> None:
+    # double_talk_margin_db = 0 turns the linear filter off: a user AEC3's suppressor ducks (this
+    # room and moment) is heard only on the next word; with the filter, on the first.
+    room = Room(delay_ms=120.0, seed=13)
+    no_filter = EchoSettings(mode="webrtc", double_talk_margin_db=0)
+    alone = double_talk_trial("aec", room=room, seed=13, settings=no_filter)
+    with_filter = double_talk_trial("aec", room=room, seed=13)
+    assert alone.detected_after_s is not None and alone.detected_after_s > 0.3
+    assert with_filter.detected_after_s is not None and with_filter.detected_after_s <= 0.3
+
+
 def test_frames_are_not_vouched_for_before_the_canceller_has_heard_the_device() -> None:
     played = replies(1)
     scene = simulate(played, Room(seed=2))
