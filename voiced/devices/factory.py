@@ -84,12 +84,13 @@ def open_sink(
     from voiced.devices.wav import WavSink  # noqa: PLC0415
 
     block_ms = settings.playback_block_ms
+    idle_ms = settings.playback_idle_close_ms
     if kind == "wav":
         if path is None:
             raise ValueError("a wav sink needs path=")
-        return WavSink(path, sample_rate_hz, block_ms=block_ms, ring_ms=settings.ring_ms)
+        return WavSink(path, sample_rate_hz, block_ms=block_ms, ring_ms=settings.ring_ms, idle_after_ms=idle_ms)
     if kind == "memory":
-        return MemorySink(sample_rate_hz, block_ms=block_ms, ring_ms=settings.ring_ms)
+        return MemorySink(sample_rate_hz, block_ms=block_ms, ring_ms=settings.ring_ms, idle_after_ms=idle_ms)
     if kind == "null":
-        return NullSink(sample_rate_hz, block_ms=block_ms, ring_ms=settings.ring_ms)
+        return NullSink(sample_rate_hz, block_ms=block_ms, ring_ms=settings.ring_ms, idle_after_ms=idle_ms)
     raise ValueError(f"unknown sink kind {kind!r}; expected portaudio, wav, memory or null")

@@ -7,3 +7,6 @@ from voiced.devices.memory import ClockedSink
 
 class NullSink(ClockedSink):
     """Drains its ring at real time and discards the audio; see `ClockedSink`."""
+
+    def _emit_silence(self, first_at_s: float, count: int) -> None:
+        """Nothing to record: the idle silence is only counted."""

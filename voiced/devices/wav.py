@@ -76,12 +76,22 @@ _HEADER_EVERY_BLOCKS = 50
 
 
 class WavSink(ClockedSink):
-    """A speaker that records, in real time, what would be heard into a 16-bit mono WAV at `path`."""
+    """A speaker that records, in real time, what would be heard into a 16-bit mono WAV at `path`.
+
+    While the speaker is idle the file catches up with the silence at `check()`, the next write and
+    `stop()` (see `ClockedSink`): the file is the same as if every block had been written on time.
+    """
 
     def __init__(
-        self, path: str | Path, sample_rate_hz: int, *, block_ms: int = 20, ring_ms: int = 200
+        self,
+        path: str | Path,
+        sample_rate_hz: int,
+        *,
+        block_ms: int = 20,
+        ring_ms: int = 200,
+        idle_after_ms: int = 1500,
     ) -> None:
-        super().__init__(sample_rate_hz, block_ms=block_ms, ring_ms=ring_ms)
+        super().__init__(sample_rate_hz, block_ms=block_ms, ring_ms=ring_ms, idle_after_ms=idle_after_ms)
         self.path = Path(path)
         self._wav: wave.Wave_write | None = None
 
@@ -109,6 +119,22 @@ class WavSink(ClockedSink):
             except OSError as exc:
                 # A full disk or a dead mount: the speaker is lost (the daemon reopens it with backoff).
                 raise DeviceLost(f"cannot write WAV {self.path}: {exc.strerror or exc}") from None
+
+    def _emit_silence(self, first_at_s: float, count: int) -> None:
+        if self._wav is None:
+            return
+        chunk = bytes(2 * self.block_samples * min(count, _HEADER_EVERY_BLOCKS))
+        try:
+            left = count
+            while left > 0:
+                n = min(left, _HEADER_EVERY_BLOCKS)
+                self._wav.writeframesraw(chunk[: 2 * self.block_samples * n])
+                left -= n
+            every = _HEADER_EVERY_BLOCKS
+            if self.blocks_played // every != (self.blocks_played - count) // every:
+                self._wav.writeframes(b"")
+        except OSError as exc:
+            raise DeviceLost(f"cannot write WAV {self.path}: {exc.strerror or exc}") from None
 
     async def stop(self) -> None:
         """Stop and close the file (its header is finalised here)."""
