@@ -88,7 +88,9 @@ def open_sink(
     if kind == "wav":
         if path is None:
             raise ValueError("a wav sink needs path=")
-        return WavSink(path, sample_rate_hz, block_ms=block_ms, ring_ms=settings.ring_ms, idle_after_ms=idle_ms)
+        return WavSink(
+            path, sample_rate_hz, block_ms=block_ms, ring_ms=settings.ring_ms, idle_after_ms=idle_ms
+        )
     if kind == "memory":
         return MemorySink(sample_rate_hz, block_ms=block_ms, ring_ms=settings.ring_ms, idle_after_ms=idle_ms)
     if kind == "null":
