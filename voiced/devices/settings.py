@@ -24,7 +24,8 @@ class DeviceSettings(BaseModel):
         le=60000,
         description="Close a sound-card speaker once it has had nothing to play for this long and reopen "
         "it on the next sound (an idle output stream costs two threads waking 100 times a second); "
-        "0 keeps it open (for a card that clicks when opened).",
+        "0 keeps it open (for a card that clicks when opened). The WAV, memory and null speakers stop "
+        "waking after the same time and record the silence when they resume.",
     )
     ring_ms: int = Field(
         200,
