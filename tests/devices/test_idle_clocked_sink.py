@@ -14,6 +14,10 @@ import numpy as np
 import pytest
 
 from tests.audio.helpers import read_wav, sine
+from tests.support.wakeups import thread_wakeups
+from voiced.audio.jitter import JitterBuffer
+from voiced.audio.settings import JitterSettings
+from voiced.conversation.playout import Playout
 from voiced.devices.base import DeviceLost
 from voiced.devices.memory import MemorySink, next_boundary_s
 from voiced.devices.wav import WavSink
@@ -98,7 +102,6 @@ async def test_a_write_after_an_idle_stretch_plays_at_the_next_boundary() -> Non
     for sink in (idle, ticking):
         sink.write(sine(440, 0.06, RATE_HZ, 12000))
     await asyncio.sleep(0.12)
-    assert not idle.idle or idle.queued_samples() == 0
     expected_s = next_boundary_s(written_s, PERIOD_S)
     assert _first_audible_at_s(idle) == pytest.approx(expected_s, abs=1e-6)
     assert _first_audible_at_s(ticking) == pytest.approx(expected_s, abs=1e-6)
@@ -203,3 +206,31 @@ async def test_stop_records_the_idle_stretch_and_a_restart_plays_again() -> None
     await asyncio.sleep(0.1)
     assert np.abs(sink.audio()).max() > 1000
     await sink.stop()
+
+
+async def test_behind_the_playout_pump_an_idle_speaker_leaves_the_loop_asleep() -> None:
+    sink = MemorySink(24000, idle_after_ms=100)
+    playout = Playout(sink, JitterBuffer(24000, JitterSettings()))
+    reply = sine(440, 0.3, 24000, 12000)
+    await sink.start()
+    async with asyncio.TaskGroup() as tg:
+        pump = tg.create_task(playout.run())
+        for chat_id in ("a", "b"):
+            playout.push(chat_id, reply.tobytes(), playout.clock())
+            playout.complete(chat_id)
+            await playout.wait_idle(timeout_s=10)
+            await asyncio.sleep(0.3)  # past the grace
+            assert sink.idle
+            wakeups_before = thread_wakeups()
+            await asyncio.sleep(1.0)
+            wakeups_per_s = thread_wakeups() - wakeups_before
+            assert wakeups_per_s < 15, wakeups_per_s  # the pump's idle checks, not 50 blocks a second
+        pump.cancel()
+    await sink.stop()
+    heard = sink.audio()
+    loud = np.flatnonzero(np.abs(heard) > 1000)
+    assert loud.size >= 2 * 0.9 * reply.size  # both replies were heard...
+    first = int(np.flatnonzero(heard)[0]) - int(np.flatnonzero(reply)[0])
+    assert np.array_equal(heard[first : first + reply.size], reply)  # ...the first bit-exact
+    assert sink.underrun_samples == 0
+    assert sink.blocks_played == len(sink.blocks)  # the idle stretches are in the recording

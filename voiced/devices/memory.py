@@ -2,7 +2,7 @@
 
 `MemorySource` releases 20 ms frames of a given signal, paced in real time or as fast as read.
 `ClockedSink` is the shared engine of the file/memory/null speakers: a bounded SPSC ring drained by
-an asyncio task at real time, one block per period, exactly like a sound card would; subclasses
+loop timers at real time, one block per period, exactly like a sound card would; subclasses
 decide what to do with each block. `MemorySink` keeps the blocks (bounded) so a test can compare
 what was "heard" with what was sent.
 
