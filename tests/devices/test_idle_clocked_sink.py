@@ -234,3 +234,4 @@ async def test_behind_the_playout_pump_an_idle_speaker_leaves_the_loop_asleep() 
     assert np.array_equal(heard[first : first + reply.size], reply)  # ...the first bit-exact
     assert sink.underrun_samples == 0
     assert sink.blocks_played == len(sink.blocks)  # the idle stretches are in the recording
+    assert sink.idle_stretches == 3  # from the start, and after each reply
