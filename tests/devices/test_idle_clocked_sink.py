@@ -66,7 +66,7 @@ async def test_an_idle_wav_speaker_records_the_same_file_as_one_that_never_idles
         await asyncio.sleep(0.1)
         for sink in (idle, ticking):
             sink.mark_idle()
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.15)
         assert idle.idle and not ticking.idle
         played = idle.blocks_played
         await asyncio.sleep(pause_s)
@@ -108,7 +108,7 @@ async def test_a_write_after_an_idle_stretch_plays_at_the_next_boundary() -> Non
     # The tap restarts with that block, handed over when its boundary came (not a block later).
     first_call_s, first_output_s = tap.calls[0]
     assert first_output_s == pytest.approx(expected_s, abs=1e-6)
-    assert first_call_s - expected_s < 0.015
+    assert first_call_s - expected_s < 0.05  # handed over on its boundary (generous: a loaded loop)
     # The idle stretch is in the recording, every block at its own time.
     times = [at_s for at_s, _ in idle.blocks]
     assert times == pytest.approx([times[0] + i * PERIOD_S for i in range(len(times))], abs=1e-6)
