@@ -328,7 +328,7 @@ class OpusDecoder:
         step = max(self._last_samples, self.sample_rate_hz // 400)
         while len(out) < n_samples * 2:
             try:
-                out += self._dec.decode(b"", step)
+                out += self._decode_into(b"", step, fec=False)
             except Exception:
                 out += b"\x00\x00" * step
         return bytes(out[: n_samples * 2])
