@@ -36,7 +36,6 @@ from voiced.control.messages import (
     TurnSummary,
     UserTextEvent,
 )
-from voiced.control.metrics import Metrics, MetricsSnapshot
 from voiced.control.publisher import EventPublisher
 from voiced.control.server import ControlServer, ControlUnavailableError, serve_control
 from voiced.control.target import CommandRejectedError, Direction
@@ -54,6 +53,7 @@ from voiced.protocol.session import ReceiveResult, SessionStateError, ToolCallsR
 if TYPE_CHECKING:
     from voiced.agent.agent import Agent
     from voiced.agent.daemon import Daemon
+    from voiced.control.metrics import Metrics, MetricsSnapshot
 
 log = get_logger("control")
 
@@ -118,7 +118,12 @@ class DaemonControl:
     def __init__(self, daemon: Daemon, publisher: EventPublisher) -> None:
         self.daemon = daemon
         self.publisher = publisher
-        self.metrics = Metrics(snapshot=self.metrics_snapshot)
+        # Only the control server serves the metrics: without it prometheus_client is never loaded.
+        self.metrics: Metrics | None = None
+        if daemon.config.control.enabled:
+            from voiced.control.metrics import Metrics  # noqa: PLC0415  (loads prometheus_client)
+
+            self.metrics = Metrics(snapshot=self.metrics_snapshot)
         self.server: ControlServer | None = None
         self.hooks: HookRunner | None = None
         self.last_turn: TurnSummary | None = None
@@ -286,6 +291,8 @@ class DaemonControl:
             )
 
     def _on_latency(self, name: str, latency_ms: float) -> None:
+        if self.metrics is None:
+            return
         if name == "mic_to_wire":
             self.metrics.observe_mic_to_wire_ms(latency_ms)
             if self._woken_at_s is not None:
@@ -297,6 +304,8 @@ class DaemonControl:
 
     def metrics_snapshot(self) -> MetricsSnapshot:
         """Totals the audio path keeps, read at each scrape."""
+        from voiced.control.metrics import MetricsSnapshot  # noqa: PLC0415  (loaded with the metrics)
+
         agent = self.daemon.agent
         if agent is None:
             return MetricsSnapshot()

@@ -11,6 +11,7 @@ PCM and G.711 paths work on a machine without it; asking for Opus there raises `
 
 from __future__ import annotations
 
+import ctypes
 import functools
 from collections.abc import Callable
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -223,6 +224,7 @@ def _load_opuslib() -> Any:
     try:
         import opuslib  # noqa: PLC0415  (lazy: the import itself fails without libopus0)
         import opuslib.api.ctl  # noqa: PLC0415
+        import opuslib.api.decoder  # noqa: PLC0415
         import opuslib.api.encoder  # noqa: PLC0415
     except Exception as exc:  # opuslib raises a bare Exception when libopus is missing
         raise CodecUnavailable(
@@ -283,6 +285,16 @@ class OpusDecoder:
         self._max_samples = sample_rate_hz * _OPUS_MAX_PACKET_MS // 1000
         self._last_samples = sample_rate_hz * 20 // 1000
         self._dec = opuslib.Decoder(sample_rate_hz, 1)
+        # One output buffer for every packet: opuslib's own decode allocates a fresh one and ties it
+        # to a pointer in a reference cycle, so 50 buffers/s piled up (MBs) until a full collection.
+        self._opus_decode = opuslib.api.decoder.libopus_decode
+        self._pcm = (ctypes.c_int16 * self._max_samples)()
+
+    def _decode_into(self, payload: bytes, n_samples: int, fec: bool) -> bytes:
+        n = self._opus_decode(self._dec.decoder_state, payload, len(payload), self._pcm, n_samples, int(fec))
+        if n < 0:
+            raise ValueError(f"libopus decode error {n}")
+        return ctypes.string_at(self._pcm, n * 2)
 
     def decode(self, payload: bytes) -> bytes:
         """Decode one packet; on a corrupt/empty packet count an error and return concealment."""
@@ -290,7 +302,7 @@ class OpusDecoder:
             self.errors += 1
             return self.conceal(self._last_samples)
         try:
-            out = bytes(self._dec.decode(bytes(payload), self._max_samples))
+            out = self._decode_into(bytes(payload), self._max_samples, fec=False)
         except Exception:  # OpusError and ctypes errors alike: never out of the pipeline
             self.errors += 1
             return self.conceal(self._last_samples)
@@ -304,7 +316,7 @@ class OpusDecoder:
         to PLC when the next packet carries no usable FEC.
         """
         try:
-            return bytes(self._dec.decode(bytes(next_payload), n_samples, decode_fec=True))
+            return self._decode_into(bytes(next_payload), min(n_samples, self._max_samples), fec=True)
         except Exception:
             self.errors += 1
             return self.conceal(n_samples)
@@ -316,7 +328,7 @@ class OpusDecoder:
         step = max(self._last_samples, self.sample_rate_hz // 400)
         while len(out) < n_samples * 2:
             try:
-                out += self._dec.decode(b"", step)
+                out += self._decode_into(b"", step, fec=False)
             except Exception:
                 out += b"\x00\x00" * step
         return bytes(out[: n_samples * 2])

@@ -29,7 +29,7 @@ from collections.abc import AsyncIterator
 from http import HTTPStatus
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve, unix_serve
@@ -61,14 +61,15 @@ from voiced.control.messages import (
     event_json,
     parse_command,
 )
-from voiced.control.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from voiced.control.metrics import Metrics
 from voiced.control.publisher import EventPublisher, Subscription, SubscriptionDroppedError
 from voiced.control.settings import ControlSettings, is_loopback_host
 from voiced.control.target import CommandRejectedError, ControlTarget
 from voiced.control.throttle import Throttle
 from voiced.errors import ConfigError, VoicedError
 from voiced.log import get_logger, register_secret
+
+if TYPE_CHECKING:
+    from voiced.control.metrics import Metrics
 
 log = get_logger("control")
 
@@ -251,7 +252,9 @@ class ControlServer:
         if path == "/schema.json":
             return _response(HTTPStatus.OK, self._schema, "application/json")
         if path == "/metrics" and self.metrics is not None:
-            return _response(HTTPStatus.OK, self.metrics.render(), METRICS_CONTENT_TYPE)
+            from voiced.control.metrics import CONTENT_TYPE  # noqa: PLC0415  (loaded with the metrics)
+
+            return _response(HTTPStatus.OK, self.metrics.render(), CONTENT_TYPE)
         if path == "/healthz":
             return _text(HTTPStatus.OK, "ok")
         return _text(HTTPStatus.NOT_FOUND, "not found: try / (the page), /ws, /metrics or /schema.json")
