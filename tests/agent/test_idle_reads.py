@@ -55,7 +55,7 @@ async def one_turn(**overrides: Any) -> tuple[RecordingSource, list[str], int, f
         async with running_daemon(config, source) as h:
             turn = await h.next_turn()
             agent = h.daemon.agent
-            assert agent is not None
+            assert agent is not None and turn.speech_start_s is not None
         appends = [r.event.data.delta for r in emu.received if isinstance(r.event, ev.InputAudioBufferAppend)]
     return source, appends, agent.counters.mic_frames, turn.speech_start_s
 
