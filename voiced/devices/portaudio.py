@@ -324,6 +324,7 @@ class PortAudioSource:
         self._wanted_samples = 1
         # Frames the capture thread reads at once (set by the loop in read_frames, read by the thread).
         self._frames_per_read = 1
+        self._max_frames_per_read = 1
         self._woken: asyncio.Future[None] | None = None
         self._lost: str | None = None
         self._frames: deque[MicFrame] = deque()
@@ -368,6 +369,8 @@ class PortAudioSource:
         batch_samples = (self.settings.idle_read_frames + 1) * rate * FRAME_MS // 1000
         ring_samples = max(rate * self.settings.ring_ms // 1000, 4 * rate * FRAME_MS // 1000)
         self._ring = SpscRing(max(ring_samples, 2 * batch_samples))
+        # A batch never needs more than half the ring (the loop may still hold the previous one).
+        self._max_frames_per_read = max(1, self._ring.capacity_samples // (2 * rate * FRAME_MS // 1000))
         self._resampler = StreamResampler(rate, MIC_RATE_HZ)
         self._assembler = FrameAssembler(MIC_FRAME_SAMPLES)
         self._anchor = (0, time.monotonic())
@@ -476,7 +479,7 @@ class PortAudioSource:
 
         Raises DeviceLost when the device goes away.
         """
-        count = max(1, max_frames)
+        count = min(max(1, max_frames), self._max_frames_per_read)
         self._frames_per_read = count
         while len(self._frames) < count:
             if self._lost is not None:
