@@ -51,7 +51,7 @@ SPEAKER_RATE_HZ = 24000
 FRAME_S = 0.020
 MIC_FRAME_BYTES = MIC_RATE_HZ // 50 * 2
 #: voiced's `audio.devices.idle_read_ms` default: idle, both read the mic this much per wake-up.
-IDLE_READ_MS = 60
+IDLE_READ_MS = 100
 SPEAKER_BLOCK_BYTES = SPEAKER_RATE_HZ // 50 * 2
 #: Queued reply audio beyond this (60 s at 24 kHz) is dropped from the front: the FIFO is bounded.
 SPEAKER_QUEUE_MAX_BYTES = 60 * SPEAKER_RATE_HZ * 2

@@ -19,7 +19,7 @@ class DeviceSettings(BaseModel):
     capture_block_ms: int = Field(20, description="Capture block: 10 or 20 ms (frames are 20 ms).")
     playback_block_ms: int = Field(20, ge=5, le=40, description="Playback callback block.")
     idle_read_ms: int = Field(
-        60,
+        100,
         ge=20,
         le=200,
         description="While nothing waits for the microphone (listening for speech or a wake word, "
