@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from tests.agent.harness import daemon_config, running_daemon, utterance_pcm
+from voiced.conversation.timeline import TurnTimeline
 from voiced.devices.base import MicFrame
 from voiced.devices.memory import MemorySource
 from voiced.emulator import EmulatorSettings, load_scenario, serve_emulator
@@ -45,9 +46,9 @@ def lead_then_utterance() -> np.ndarray:
     return np.concatenate([np.zeros(int(LEAD_S * 16000), dtype=np.int16), utterance_pcm()])
 
 
-async def one_turn(**overrides: Any) -> tuple[RecordingSource, list[str], int, float]:
-    """Run the daemon through one spoken turn; (source, appended payloads, frames the core saw,
-    speech start on the loop clock)."""
+async def one_turn(**overrides: Any) -> tuple[RecordingSource, list[str], int, TurnTimeline]:
+    """Run the daemon through one spoken turn and its reply; (source, appended payloads, frames the
+    core saw, the turn)."""
     settings = EmulatorSettings(port=0, scenario=load_scenario("demo"), token=None)
     async with serve_emulator(settings) as emu:
         source = RecordingSource(lead_then_utterance())
@@ -55,9 +56,9 @@ async def one_turn(**overrides: Any) -> tuple[RecordingSource, list[str], int, f
         async with running_daemon(config, source) as h:
             turn = await h.next_turn()
             agent = h.daemon.agent
-            assert agent is not None and turn.speech_start_s is not None
+            assert agent is not None
         appends = [r.event.data.delta for r in emu.received if isinstance(r.event, ev.InputAudioBufferAppend)]
-    return source, appends, agent.counters.mic_frames, turn.speech_start_s
+    return source, appends, agent.counters.mic_frames, turn
 
 
 def delivered(source: RecordingSource) -> list[float]:
@@ -65,9 +66,9 @@ def delivered(source: RecordingSource) -> list[float]:
 
 
 async def test_idle_reads_are_batched_and_a_turn_reads_every_frame_as_it_comes() -> None:
-    source, batched_appends, core_frames, speech_start_s = await one_turn(
-        **{"audio.devices.idle_read_ms": 100}
-    )
+    source, batched_appends, core_frames, turn = await one_turn(**{"audio.devices.idle_read_ms": 100})
+    speech_start_s, first_sample_s = turn.speech_start_s, turn.first_sample_s
+    assert speech_start_s is not None and first_sample_s is not None
     times = delivered(source)
     # Every frame once, in order, each 20 ms after the one before (its own capture time).
     assert np.allclose(np.diff(times), FRAME_S, atol=1e-9)
@@ -80,6 +81,9 @@ async def test_idle_reads_are_batched_and_a_turn_reads_every_frame_as_it_comes()
     first_turn_read = next(i for i, r in enumerate(source.reads) if r.times_s[0] > speech_start_s + 0.2)
     turn_reads = source.reads[first_turn_read : first_turn_read + 50]
     assert turn_reads and all(r.asked == 1 for r in turn_reads)
+    # While the reply plays (barge-in must stay as quick) every frame is read on its own too.
+    playing = [r for r in source.reads if first_sample_s + 0.05 < r.times_s[0] < first_sample_s + 1.0]
+    assert len(playing) > 20 and all(r.asked == 1 for r in playing)
     # The wire carries the same audio as a daemon that reads every frame on its own: the pre-roll
     # and every frame of the turn.
     source_off, unbatched_appends, _, _ = await one_turn(**{"audio.devices.idle_read_ms": 20})
