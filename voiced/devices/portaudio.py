@@ -344,7 +344,7 @@ class PortAudioSource:
         self._resampler = StreamResampler(MIC_RATE_HZ, MIC_RATE_HZ)
         self.overruns = 0  # blocks the ring had no room for (the loop fell behind)
         self.input_overflows = 0  # PortAudio's own overflow flag
-        self.callbacks = 0  # blocks (one 20 ms frame each at the device rate) read from the device
+        self.callbacks = 0  # device reads (one 20 ms frame each, or an idle batch of them)
 
     async def start(self) -> None:
         """Open the configured input device and start capturing. Raises a DeviceError subclass.
