@@ -486,7 +486,8 @@ class Daemon:
         while True:
             # While nothing waits for the microphone it is read a few frames per wake-up; the moment
             # something does (a turn, a reply, streaming) every frame is acted on as it arrives.
-            count = self.config.audio.devices.idle_read_frames if agent.mic_idle else 1
+            batch = self.config.audio.devices.idle_read_frames
+            count = batch if batch > 1 and agent.mic_idle else 1
             try:
                 frames = await source.read_frames(count)
             except EndOfStream:
