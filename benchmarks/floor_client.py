@@ -2,7 +2,8 @@
 
 It talks to the same chat URL as voiced, with the same token, bot id and `chat.update`, and then
 does only what no client can skip, on one timer per 20 ms boundary (a `loop.call_at` chain, no task
-per frame):
+per frame; in `idle`, one per `--idle-read-ms` boundary handling that many 20 ms frames in order, as
+voiced reads its microphone while nothing waits for it):
 
 - read the next 20 ms of the microphone (a WAV held in memory, paced by the loop clock like voiced's
   `--input-wav`; silence after its end) and run webrtcvad on it;
@@ -16,7 +17,8 @@ One receive loop json-parses every frame, base64-decodes audio deltas, Opus-deco
 mode and queues them (a bounded FIFO, no jitter buffer); `input_audio_buffer.speech_started`
 flushes the queue and drops the rest of that reply. `idle` is connected and listening (mic + VAD)
 but sends nothing and has no speaker; `--device portaudio` (idle only) captures from PortAudio's
-default input with a callback that hands each 20 ms block to the loop and nothing else.
+default input with a callback that hands each block (`--idle-read-ms` long) to the loop and nothing
+else.
 
 Sends `READY=1` to `$NOTIFY_SOCKET` when `chat.updated` arrives, as voiced does, so the benchmark
 measures both the same way. Run `python -m benchmarks.floor_client --help`; SIGTERM ends it.
@@ -48,6 +50,8 @@ MIC_RATE_HZ = 16000
 SPEAKER_RATE_HZ = 24000
 FRAME_S = 0.020
 MIC_FRAME_BYTES = MIC_RATE_HZ // 50 * 2
+#: voiced's `audio.devices.idle_read_ms` default: idle, both read the mic this much per wake-up.
+IDLE_READ_MS = 100
 SPEAKER_BLOCK_BYTES = SPEAKER_RATE_HZ // 50 * 2
 #: Queued reply audio beyond this (60 s at 24 kHz) is dropped from the front: the FIFO is bounded.
 SPEAKER_QUEUE_MAX_BYTES = 60 * SPEAKER_RATE_HZ * 2
@@ -97,6 +101,7 @@ class FloorStats:
     mode: str
     device: str
     mic_frames: int = 0
+    mic_wakes: int = 0  # wake-ups that handled mic frames (one per idle read, else one per frame)
     voiced_frames: int = 0
     appends_sent: int = 0
     appends_dropped: int = 0
@@ -158,8 +163,12 @@ class FloorClient:
         mic: bytes,
         speaker: WavSpeaker | None,
         stats: FloorStats,
+        *,
+        idle_read_ms: int = IDLE_READ_MS,
     ) -> None:
         self.ws = ws
+        #: 20 ms frames handled per wake-up: several while idle (nothing waits for them), else one.
+        self.frames_per_wake = max(1, idle_read_ms // 20) if mode == "idle" else 1
         self.mode = mode
         self.mic = mic
         self.speaker = speaker
@@ -196,16 +205,18 @@ class FloorClient:
     def start_clock(self) -> None:
         """Start the boundary timer: frame k is due once its last sample is captured, t0 + (k+1) x 20 ms."""
         self._t0 = self.loop.time()
-        self._timer = self.loop.call_at(self._t0 + FRAME_S, self._tick)
+        self._timer = self.loop.call_at(self._t0 + self.frames_per_wake * FRAME_S, self._tick)
 
     def _tick(self) -> None:
         due = int((self.loop.time() - self._t0) / FRAME_S)
-        if due - self._frame > 1:
+        step = self.frames_per_wake
+        self.stats.mic_wakes += 1
+        if due - self._frame > step:
             self.stats.late_ticks += 1
         while self._frame < due:
             self._boundary(self._frame)
             self._frame += 1
-        self._timer = self.loop.call_at(self._t0 + (self._frame + 1) * FRAME_S, self._tick)
+        self._timer = self.loop.call_at(self._t0 + (self._frame + step) * FRAME_S, self._tick)
 
     def _boundary(self, k: int) -> None:
         start = k * MIC_FRAME_BYTES
@@ -215,6 +226,13 @@ class FloorClient:
         self.on_mic_frame(frame, MIC_RATE_HZ)
         if self.speaker is not None:
             self._play()
+
+    def on_mic_block(self, block: bytes, rate_hz: int) -> None:
+        """Consecutive 20 ms mic frames read at once: each handled in order."""
+        self.stats.mic_wakes += 1
+        frame_bytes = rate_hz // 50 * 2
+        for start in range(0, len(block) - frame_bytes + 1, frame_bytes):
+            self.on_mic_frame(block[start : start + frame_bytes], rate_hz)
 
     def on_mic_frame(self, frame: bytes, rate_hz: int) -> None:
         """One 20 ms mic frame: VAD, and (streaming modes) encode and send it."""
@@ -313,19 +331,19 @@ def _capture_rate_hz(sd: Any) -> int:
 
 
 def _open_capture(client: FloorClient) -> Any:
-    """A PortAudio input stream whose callback only hands each 20 ms block to the loop."""
+    """A PortAudio input stream whose callback only hands each block (the client's frames per wake-up)
+    to the loop."""
     import sounddevice as sd  # here: only the PortAudio device pays for PortAudio's start-up
 
     rate = _capture_rate_hz(sd)
     client.stats.capture_rate_hz = rate
-    loop, on_frame = client.loop, client.on_mic_frame
+    loop, on_block = client.loop, client.on_mic_block
 
     def callback(indata: Any, frames: int, time_info: Any, status: Any) -> None:
-        loop.call_soon_threadsafe(on_frame, bytes(indata), rate)
+        loop.call_soon_threadsafe(on_block, bytes(indata), rate)
 
-    stream = sd.RawInputStream(
-        samplerate=rate, channels=1, dtype="int16", blocksize=rate // 50, callback=callback
-    )
+    block = rate // 50 * client.frames_per_wake
+    stream = sd.RawInputStream(samplerate=rate, channels=1, dtype="int16", blocksize=block, callback=callback)
     stream.start()
     return stream
 
@@ -340,6 +358,7 @@ async def run_floor(
     input_wav: Path | None = None,
     output_wav: Path | None = None,
     seconds: float | None = None,
+    idle_read_ms: int = IDLE_READ_MS,
     on_ready: Callable[[], None] = _notify_ready,
 ) -> FloorStats:
     """Connect, configure, run the mode until `seconds` pass (or SIGTERM, or the server closes).
@@ -365,7 +384,7 @@ async def run_floor(
             ping_interval=10.0,
         )
     speaker = WavSpeaker(output_wav) if output_wav is not None and mode != "idle" else None
-    client = FloorClient(ws, mode, mic, speaker, stats)
+    client = FloorClient(ws, mode, mic, speaker, stats, idle_read_ms=idle_read_ms)
     stream: Any = None
     receiver: asyncio.Task[None] | None = None
     try:
@@ -432,6 +451,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--input-wav", type=Path, help="16 kHz mono 16-bit WAV (the wav device)")
     parser.add_argument("--output-wav", type=Path, help="the speaker (pcm / opus on the wav device)")
     parser.add_argument("--seconds", type=float, help="stop after this long (default: until SIGTERM)")
+    parser.add_argument(
+        "--idle-read-ms",
+        type=int,
+        default=IDLE_READ_MS,
+        help=f"idle: ms of mic per wake-up, in 20 ms frames (voiced's: {IDLE_READ_MS}; 20: every frame)",
+    )
     parser.add_argument("--stats-json", type=Path, help="write what the client did here at exit")
     args = parser.parse_args(argv)
     token = os.environ.get("COZE_API_TOKEN", "")
@@ -441,7 +466,7 @@ def main(argv: list[str] | None = None) -> int:
     stats = asyncio.run(
         run_floor(
             args.url, args.bot_id, token, args.mode, device=args.device, input_wav=args.input_wav,
-            output_wav=args.output_wav, seconds=args.seconds,
+            output_wav=args.output_wav, seconds=args.seconds, idle_read_ms=args.idle_read_ms,
         )
     )  # fmt: skip
     if args.stats_json is not None:

@@ -27,11 +27,11 @@ class UnpluggedOnce(MemorySource):
         self.fail_after = fail_after
         self.failed = False
 
-    async def read_frame(self) -> MicFrame:
+    async def read_frames(self, max_frames: int) -> list[MicFrame]:
         if not self.failed and self.frames_delivered >= self.fail_after:
             self.failed = True
             raise DeviceLost("USB microphone unplugged")
-        return await super().read_frame()
+        return await super().read_frames(max_frames)
 
 
 async def test_a_lost_microphone_is_reopened_while_the_socket_stays_up() -> None:

@@ -127,12 +127,14 @@ async def test_idle_sends_nothing(emulator: Emulator, tmp_path: Path) -> None:
         20,
     )  # fmt: skip
     assert 25 <= stats.mic_frames <= 35
+    # Idle, it reads the mic as voiced does: five frames per wake-up.
+    assert stats.mic_wakes <= stats.mic_frames // 5 + 1
     assert stats.appends_sent == 0 and _appends(emulator) == []
     assert _errors_sent(emulator) == 0
 
 
 @pytest.mark.pulse
-async def test_idle_on_portaudio_hands_the_loop_one_frame_per_20_ms(
+async def test_idle_on_portaudio_hands_the_loop_one_block_per_idle_read(
     emulator: Emulator, pulse: PulseServer
 ) -> None:
     stats = await asyncio.wait_for(
@@ -144,4 +146,5 @@ async def test_idle_on_portaudio_hands_the_loop_one_frame_per_20_ms(
     assert stats.capture_rate_hz == 16000
     # PortAudio's first callbacks may come in a burst: a generous window around 50 a second.
     assert 35 <= stats.mic_frames <= 70
+    assert stats.mic_wakes <= stats.mic_frames // 5 + 2
     assert stats.appends_sent == 0 and _errors_sent(emulator) == 0

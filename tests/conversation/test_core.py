@@ -527,3 +527,34 @@ def test_an_unvouched_echo_tail_after_the_reply_does_not_barge_in_on_the_next() 
     speech_start = next(i for i, f in enumerate(frames) if np.abs(np.frombuffer(f, np.int16)).max() > 2000)
     rig.mic(frames[speech_start : speech_start + 20])  # loud "echo" within half a second
     assert not rig.of(Flush)
+
+
+def test_the_microphone_is_idle_only_while_nothing_waits_for_its_next_frame() -> None:
+    rig = Rig()
+    rig.connect()
+    rig.mic([SILENCE] * 5)
+    assert rig.conv.mic_idle  # listening, no turn
+    idle_after: list[bool] = []
+    for pcm in utterance_frames()[:60]:
+        rig.mic([pcm])
+        idle_after.append(rig.conv.mic_idle)
+    assert rig.state() is TurnState.USER_TURN and not idle_after[-1]  # a turn is open
+    rig.mic([SILENCE] * 50)
+    assert rig.state() is TurnState.AWAITING_REPLY and not rig.conv.mic_idle
+    rig.receive(chat_created("A"), audio("A", 1000, 200), chat_completed("A"))
+    rig.tick()
+    assert rig.state() is TurnState.IDLE and rig.conv.mic_idle  # the reply played out
+
+    ptt = Rig(**{"listen.mode": "push_to_talk"})
+    ptt.connect()
+    assert ptt.conv.mic_idle  # asleep, waiting for the button
+    ptt.run(ptt.conv.press(ptt.playback, ptt.clock.step()))
+    assert not ptt.conv.mic_idle
+
+    streaming = Rig(**{"session.turn_detection": "server_vad"})
+    streaming.connect()
+    streaming.mic([SILENCE] * 5)
+    assert streaming.of(SendAudio) and not streaming.conv.mic_idle  # every frame streams as it comes
+
+    asleep = Rig(**{"listen.mode": "wake_word", "session.turn_detection": "server_vad"})
+    assert asleep.conv.mic_idle  # nothing streams before the wake word

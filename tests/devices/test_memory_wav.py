@@ -66,6 +66,34 @@ async def test_paced_source_runs_in_real_time_and_pads_with_silence_for_the_demo
     assert any((await source.read_frame()).pcm)
 
 
+async def test_a_paced_batch_comes_after_one_wait_with_each_frame_at_its_own_time() -> None:
+    signal = (np.arange(16000) % 1000).astype(np.int16)
+    batched, single = MemorySource(signal, paced=True), MemorySource(signal, paced=True)
+    await batched.start()
+    await single.start()
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    batches = [await batched.read_frames(5) for _ in range(4)]
+    elapsed = loop.time() - t0
+    # Four waits of 100 ms (the last frame of each batch is due then), not twenty of 20 ms.
+    assert elapsed == pytest.approx(0.4, abs=0.1)
+    assert [len(b) for b in batches] == [5, 5, 5, 5]
+    frames = [f for b in batches for f in b]
+    assert np.allclose(np.diff([f.captured_at_s for f in frames]), 0.02, atol=1e-9)
+    assert frames[-1].captured_at_s + 0.02 <= loop.time() + 0.002  # every frame was due when returned
+    # The same audio as frame-by-frame reads.
+    one_by_one = [await single.read_frame() for _ in range(20)]
+    assert b"".join(f.pcm for f in frames) == b"".join(f.pcm for f in one_by_one)
+
+
+async def test_a_batch_that_meets_the_end_of_the_signal_returns_what_is_left_then_ends() -> None:
+    source = MemorySource(np.ones(320 * 3, dtype=np.int16), paced=False)
+    await source.start()
+    assert len(await source.read_frames(5)) == 3
+    with pytest.raises(EndOfStream):
+        await source.read_frames(5)
+
+
 async def test_loop_mode_repeats() -> None:
     sig = (np.arange(480) % 100).astype(np.int16)
     source = MemorySource(sig, paced=False, after_end="loop")

@@ -344,3 +344,36 @@ async def test_the_not_found_advice_names_a_key_that_exists(pulse: PulseServer) 
         await PortAudioSink(DeviceSettings(output_device="no-such"), 24000).start()
     assert "audio.devices.output_device" in str(err.value)
     assert "output_device" in VoicedConfig().audio.devices.model_dump()
+
+
+async def test_idle_batches_wake_the_loop_once_per_read_and_lose_no_audio(pulse: PulseServer) -> None:
+    """Read five frames at a time (idle), then one at a time (a turn): the capture thread reads a
+    batch per device read, the loop wakes once per batch, every frame keeps its device-clock time
+    and the audio across the switch is whole."""
+    utterance, _ = read_wav(UTTERANCE)
+    source = PortAudioSource(DeviceSettings(idle_read_ms=100))
+    await source.start()
+    try:
+        for _ in range(3):  # let the stream settle
+            await asyncio.wait_for(source.read_frames(5), timeout=5)
+        pulse.say(utterance)
+        wakeups_before = thread_wakeups()
+        batched = [await asyncio.wait_for(source.read_frames(5), timeout=5) for _ in range(12)]
+        wakeups = thread_wakeups() - wakeups_before
+        single = [await asyncio.wait_for(source.read_frames(1), timeout=5) for _ in range(110)]
+    finally:
+        await source.stop()
+    assert all(len(batch) == 5 for batch in batched)
+    assert all(len(one) == 1 for one in single)
+    # 60 frames for about 12 wake-ups (a frame at a time costs 60).
+    assert wakeups < 30, wakeups
+    frames = [f for batch in batched + single for f in batch]
+    steps = np.diff([f.captured_at_s for f in frames])
+    assert np.all(np.abs(steps - 0.02) < 0.005), steps
+    # Within one device read the sample count alone steps the clock: exactly 20 ms (the anchor is
+    # only nudged between reads).
+    batched_steps = np.diff([f.captured_at_s for batch in batched for f in batch])
+    assert np.mean(np.abs(batched_steps - 0.02) < 1e-9) > 0.7, batched_steps
+    captured = np.frombuffer(b"".join(f.pcm for f in frames), dtype=np.int16)
+    _, score = locate(captured, utterance[: 2 * 16000])
+    assert score > 0.98

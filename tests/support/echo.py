@@ -618,11 +618,13 @@ class RoomMicrophone(MemorySource):
         super().__init__(np.zeros(0, dtype=np.int16), paced=True, after_end="silence")
         self.room = room
 
-    async def read_frame(self) -> MicFrame:
-        """The next frame (its capture time on the loop's clock, like a sound card's ADC time)."""
-        frame = await super().read_frame()
-        pcm = self.room.capture(frame.captured_at_s, self.frame_samples)
-        return MicFrame(pcm.tobytes(), frame.captured_at_s)
+    async def read_frames(self, max_frames: int) -> list[MicFrame]:
+        """The next frames (capture times on the loop's clock, like a sound card's ADC time)."""
+        frames = await super().read_frames(max_frames)
+        return [
+            MicFrame(self.room.capture(f.captured_at_s, self.frame_samples).tobytes(), f.captured_at_s)
+            for f in frames
+        ]
 
 
 #: A bot that answers everything with one sentence of about two seconds.

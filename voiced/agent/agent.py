@@ -178,6 +178,11 @@ class Agent:
         speaking = playout.speaking
         return Playback(speaking, playout.level_dbfs if speaking else None, chat_id)
 
+    @property
+    def mic_idle(self) -> bool:
+        """Nothing waits for the next mic frame (see `Conversation.mic_idle`) and nothing plays."""
+        return self.conversation.mic_idle and not self.playout.speaking
+
     def healthy(self, now_s: float, stale_after_s: float) -> bool:
         """Mic frames flow (one within ``stale_after_s``); the watchdog is fed only then."""
         return self.last_mic_frame_s is not None and now_s - self.last_mic_frame_s < stale_after_s

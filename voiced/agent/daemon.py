@@ -484,18 +484,23 @@ class Daemon:
         source = self.source
         agent = self.agent
         while True:
+            # While nothing waits for the microphone it is read a few frames per wake-up; the moment
+            # something does (a turn, a reply, streaming) every frame is acted on as it arrives.
+            batch = self.config.audio.devices.idle_read_frames
+            count = batch if batch > 1 and agent.mic_idle else 1
             try:
-                frame = await source.read_frame()
+                frames = await source.read_frames(count)
             except EndOfStream:
                 self.log.info("audio input ended; listening stops, replies still play")
                 await self._stop.wait()
                 return
-            try:
-                agent.on_mic_frame(frame)
-            except Exception:
-                # One bad frame must not stop listening.
-                agent.counters.internal_errors += 1
-                self.log.exception("internal error on a microphone frame; continuing")
+            for frame in frames:
+                try:
+                    agent.on_mic_frame(frame)
+                except Exception:
+                    # One bad frame must not stop listening.
+                    agent.counters.internal_errors += 1
+                    self.log.exception("internal error on a microphone frame; continuing")
 
     async def _playout(self) -> None:
         assert self.playout is not None

@@ -264,6 +264,21 @@ class Conversation:
         agent = self.config.agent
         return agent.barge_in and not agent.half_duplex
 
+    @property
+    def mic_idle(self) -> bool:
+        """Nothing waits for the next microphone frame: listening for speech or a wake word with no
+        turn, reply or tool run open and no audio streaming. A few frames may then be read and
+        analysed together (a turn opens a few tens of ms later, with all its audio)."""
+        state = self.state
+        if state is TurnState.SLEEPING:
+            return self.session.current_chat_id is None
+        return (
+            state is TurnState.IDLE
+            and not self.server_vad
+            and self.session.current_chat_id is None
+            and not self._running_tools
+        )
+
     def _rest_state(self) -> TurnState:
         return TurnState.IDLE if self.config.listen.mode == "always" else TurnState.SLEEPING
 

@@ -97,7 +97,7 @@ class PlaybackTap(Protocol):
 
 @runtime_checkable
 class AudioSource(Protocol):
-    """A microphone: `start()`, then `read_frame()` in a loop, then `stop()`."""
+    """A microphone: `start()`, then `read_frame()` or `read_frames(n)` in a loop, then `stop()`."""
 
     sample_rate_hz: int
     frame_ms: int
@@ -111,6 +111,16 @@ class AudioSource(Protocol):
 
         Raises DeviceLost when the device goes away (stop this source and open a new one), and
         EndOfStream at the end of a file/memory source.
+        """
+        ...
+
+    async def read_frames(self, max_frames: int) -> list[MicFrame]:
+        """Wait until ``max_frames`` frames are captured and return them, oldest first (fewer only at
+        the end of a file/memory source), each with its own capture time.
+
+        One wake-up of the caller per call: pass 1 whenever a frame must be acted on as soon as it is
+        captured (a turn open, audio playing), more only while nothing is waiting for the microphone.
+        Raises as `read_frame`.
         """
         ...
 

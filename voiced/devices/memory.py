@@ -100,25 +100,39 @@ class MemorySource:
         self.frames_delivered = 0
 
     async def read_frame(self) -> MicFrame:
-        """The next frame (see the class docstring for the end-of-signal policy).
+        """The next frame (see the class docstring for the end-of-signal policy)."""
+        return (await self.read_frames(1))[0]
 
-        Paced, a frame's capture time is its place on the source's own clock (as a sound card's
-        ADC time would be); unpaced, the frame was "captured" one frame before it was read.
+    async def read_frames(self, max_frames: int) -> list[MicFrame]:
+        """The next ``max_frames`` frames, after one wait (fewer only when the signal ends on the way).
+
+        Paced, the call returns when the last of them is due, and a frame's capture time is its place
+        on the source's own clock (as a sound card's ADC time would be); unpaced, the frames were
+        "captured" just before they were read.
         """
         if not self._started:
             raise DeviceError("source not started: call `await source.start()` first")
+        count = max(1, max_frames)
         loop = asyncio.get_running_loop()
         frame_s = self.frame_ms / 1000.0
         if self.paced:
-            captured_at_s = self._t0 + self.frames_delivered * frame_s
-            delay = captured_at_s + frame_s - loop.time()
+            first_s = self._t0 + self.frames_delivered * frame_s
+            delay = first_s + count * frame_s - loop.time()
             await asyncio.sleep(max(0.0, delay))
         else:
             await asyncio.sleep(0)
-            captured_at_s = loop.time() - frame_s
-        pcm = self._take()
-        self.frames_delivered += 1
-        return MicFrame(pcm, captured_at_s)
+            first_s = loop.time() - count * frame_s
+        frames: list[MicFrame] = []
+        for i in range(count):
+            try:
+                pcm = self._take()
+            except EndOfStream:
+                if frames:
+                    return frames  # the next read raises
+                raise
+            self.frames_delivered += 1
+            frames.append(MicFrame(pcm, first_s + i * frame_s))
+        return frames
 
     def _take(self) -> bytes:
         n = self.frame_samples

@@ -1,10 +1,12 @@
 """Sound cards through PortAudio (sounddevice): capture and playback behind AudioSource / AudioSink.
 
 Capture is a blocking stream read by one dedicated thread, one 20 ms frame per read (PortAudio waits
-for the device periods in C); playback is a callback stream. Both device threads do constant-time
-work only: one bounded copy into / out of an SPSC ring (`voiced.audio.ring`), a counter, and
-(capture) a thread-safe wake-up of the event loop, only when a reader is waiting and the ring holds
-the rest of its next 20 ms frame (every wake-up costs the process a pass through the loop).
+for the device periods in C), or as many frames as the reader asks for per `read_frames` call (one
+read and one wake-up of the loop per batch while idle); playback is a callback stream. Both device
+threads do constant-time work only: one bounded copy into / out of an SPSC ring
+(`voiced.audio.ring`), a counter, and (capture) a thread-safe wake-up of the event loop, only when a
+reader is waiting and the ring holds the rest of what it asked for (every wake-up costs the process
+a pass through the loop).
 Resampling, framing and everything else happen on the loop. A blocking read measured cheaper than a
 callback: sounddevice's callback wrapper builds several objects per block, a read builds one buffer.
 
@@ -262,11 +264,11 @@ def _close_stream(stream: Any) -> None:
             op()
 
 
-def _frame_reader(stream: Any, frames: int) -> Callable[[], tuple[Any, bool, int]]:
+def _frame_reader(stream: Any) -> Callable[[int], tuple[Any, bool, int]]:
     """A function reading ``frames`` from a blocking input stream: (int16 samples, overflowed, frames
     already waiting behind them)."""
 
-    def read() -> tuple[Any, bool, int]:
+    def read(frames: int) -> tuple[Any, bool, int]:
         data, overflowed = stream.read(frames)
         return np.frombuffer(data, dtype=np.int16), bool(overflowed), int(stream.read_available)
 
@@ -320,6 +322,9 @@ class PortAudioSource:
         # waits for; the callback remembers the last waiter it woke so that it wakes each one once.
         self._waiter: asyncio.Future[None] | None = None
         self._wanted_samples = 1
+        # Frames the capture thread reads at once (set by the loop in read_frames, read by the thread).
+        self._frames_per_read = 1
+        self._max_frames_per_read = 1
         self._woken: asyncio.Future[None] | None = None
         self._lost: str | None = None
         self._frames: deque[MicFrame] = deque()
@@ -339,7 +344,7 @@ class PortAudioSource:
         self._resampler = StreamResampler(MIC_RATE_HZ, MIC_RATE_HZ)
         self.overruns = 0  # blocks the ring had no room for (the loop fell behind)
         self.input_overflows = 0  # PortAudio's own overflow flag
-        self.callbacks = 0  # blocks (one 20 ms frame each at the device rate) read from the device
+        self.callbacks = 0  # device reads (one 20 ms frame each, or an idle batch of them)
 
     async def start(self) -> None:
         """Open the configured input device and start capturing. Raises a DeviceError subclass.
@@ -360,7 +365,12 @@ class PortAudioSource:
             index, "input", self._forced_rate_hz or MIC_RATE_HZ, strict=self._forced_rate_hz is not None
         )
         self.device_index, self.device_rate_hz, self.channels = index, rate, channels
-        self._ring = SpscRing(max(rate * self.settings.ring_ms // 1000, 4 * rate * FRAME_MS // 1000))
+        # Room for two idle batches: the thread writes one while the loop may not have taken the last.
+        batch_samples = (self.settings.idle_read_frames + 1) * rate * FRAME_MS // 1000
+        ring_samples = max(rate * self.settings.ring_ms // 1000, 4 * rate * FRAME_MS // 1000)
+        self._ring = SpscRing(max(ring_samples, 2 * batch_samples))
+        # A batch never needs more than half the ring (the loop may still hold the previous one).
+        self._max_frames_per_read = max(1, self._ring.capacity_samples // (2 * rate * FRAME_MS // 1000))
         self._resampler = StreamResampler(rate, MIC_RATE_HZ)
         self._assembler = FrameAssembler(MIC_FRAME_SAMPLES)
         self._anchor = (0, time.monotonic())
@@ -393,14 +403,16 @@ class PortAudioSource:
             loop.call_soon_threadsafe(_resolve, waiter)
 
     def _read_loop(self, stream: Any, generation: int) -> None:
-        """The capture thread: read one frame's worth at a time until stop() or a failed read."""
+        """The capture thread: read as many frames as the reader asks for at a time until stop() or a
+        failed read (PortAudio's blocking read of several blocks waits for each device period in C)."""
         rate = self.device_rate_hz
         block = rate * FRAME_MS // 1000
         step = self.channels
-        read = _frame_reader(stream, block)
+        read = _frame_reader(stream)
         while generation == self._generation:
+            frames = block * self._frames_per_read
             try:
-                data, overflowed, backlog = read()
+                data, overflowed, backlog = read(frames)
             except Exception as exc:  # PortAudioError (stream gone) or a closed stream
                 if generation == self._generation and self._lost is None:
                     self._lost = f"reading the microphone failed ({str(exc)[:200]}): device unplugged?"
@@ -408,7 +420,7 @@ class PortAudioSource:
                     if waiter is not None:
                         self._notify(waiter)
                 return
-            self._deliver(data, block, step, overflowed, time.monotonic() - backlog / rate)
+            self._deliver(data, frames, step, overflowed, time.monotonic() - backlog / rate)
 
     def _deliver(self, data: Any, frames: int, step: int, overflowed: bool, newest_s: float) -> None:
         # Capture thread: a bounded copy, the device clock and a wake-up, nothing else.
@@ -457,10 +469,22 @@ class PortAudioSource:
 
         Raises DeviceLost when the device goes away.
         """
-        while True:
-            if self._frames:
-                return self._frames.popleft()
+        return (await self.read_frames(1))[0]
+
+    async def read_frames(self, max_frames: int) -> list[MicFrame]:
+        """The next ``max_frames`` 20 ms frames, oldest first, each with its capture time from the
+        device clock, after one wake-up. From the next device read on, the capture thread reads
+        ``max_frames`` at a time (a read already under way finishes first: up to that many frames
+        later after a switch back to 1).
+
+        Raises DeviceLost when the device goes away.
+        """
+        count = min(max(1, max_frames), self._max_frames_per_read)
+        self._frames_per_read = count
+        while len(self._frames) < count:
             if self._lost is not None:
+                if self._frames:
+                    break
                 raise DeviceLost(self._lost)
             if self._stream is None:
                 raise DeviceLost("input stream is not open: call start()")
@@ -477,18 +501,21 @@ class PortAudioSource:
                     self._frames_out += 1
                     self._frames.append(MicFrame(pcm, end_s - (self._out_total - first) / MIC_RATE_HZ))
                 continue
-            await self._wait_for_frame()
+            await self._wait_for_frames(count - len(self._frames))
+        frames = self._frames
+        return [frames.popleft() for _ in range(min(count, len(frames)))]
 
-    async def _wait_for_frame(self) -> None:
-        """Sleep until the callback has the rest of a frame (or the stream ends or stalls)."""
-        missing_out = MIC_FRAME_SAMPLES - self._assembler.pending_bytes // 2
+    async def _wait_for_frames(self, missing_frames: int) -> None:
+        """Sleep until the capture thread has the rest of ``missing_frames`` frames (or the stream
+        ends or stalls)."""
+        missing_out = missing_frames * MIC_FRAME_SAMPLES - self._assembler.pending_bytes // 2
         self._wanted_samples = max(1, missing_out * self.device_rate_hz // MIC_RATE_HZ)
         waiter = asyncio.get_running_loop().create_future()
         self._waiter = waiter
         try:
             if self._ring.readable() >= self._wanted_samples or self._lost is not None:
                 return  # arrived while the waiter was being published
-            async with asyncio.timeout(self.stall_timeout_s):
+            async with asyncio.timeout(self.stall_timeout_s + missing_frames * FRAME_MS / 1000.0):
                 await waiter
         except TimeoutError:
             active = bool(self._stream is not None and self._stream.active)

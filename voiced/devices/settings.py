@@ -18,6 +18,16 @@ class DeviceSettings(BaseModel):
     )
     capture_block_ms: int = Field(20, description="Capture block: 10 or 20 ms (frames are 20 ms).")
     playback_block_ms: int = Field(20, ge=5, le=40, description="Playback callback block.")
+    idle_read_ms: int = Field(
+        100,
+        ge=20,
+        le=200,
+        description="While nothing waits for the microphone (listening for speech or a wake word, "
+        "nothing playing, no turn open) read it this many ms at a time, in 20 ms frames, each still "
+        "analysed with its own capture time: fewer wake-ups, but speech and the wake word are noticed "
+        "up to idle_read_ms - 20 ms later (no audio is lost: the pre-roll keeps the start). 20 reads "
+        "every frame at once.",
+    )
     playback_idle_close_ms: int = Field(
         1500,
         ge=0,
@@ -40,4 +50,11 @@ class DeviceSettings(BaseModel):
     def _blocks(self) -> DeviceSettings:
         if self.capture_block_ms not in (10, 20):
             raise ValueError("capture_block_ms must be 10 or 20")
+        if self.idle_read_ms % 20:
+            raise ValueError("idle_read_ms must be a whole number of 20 ms frames (20, 40, 60, ...)")
         return self
+
+    @property
+    def idle_read_frames(self) -> int:
+        """Frames per microphone read while idle (`idle_read_ms` in 20 ms frames)."""
+        return self.idle_read_ms // 20
