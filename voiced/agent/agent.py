@@ -63,6 +63,8 @@ from voiced.protocol.session import ClientSession, ReceiveResult, SessionStateEr
 MAX_CONTROL_FRAMES = 64
 #: Chats whose underrun count at first audio is remembered for their turn summary.
 _MAX_UNDERRUN_MARKS = 64
+#: What the speaker does while no reply plays.
+_SILENT = Playback()
 
 
 def mic_stage_names(config: VoicedConfig) -> list[str]:
@@ -174,9 +176,11 @@ class Agent:
         chat_id = playout.jitter.playing_chat_id
         if is_cue_id(chat_id):
             # A feedback sound is not a reply: nothing to interrupt (the mic is muted while it plays).
-            return Playback()
-        speaking = playout.speaking
-        return Playback(speaking, playout.level_dbfs if speaking else None, chat_id)
+            return _SILENT
+        if not playout.speaking:
+            # Most frames: nothing plays. One shared (frozen) value instead of one per frame.
+            return _SILENT if chat_id is None else Playback(False, None, chat_id)
+        return Playback(True, playout.level_dbfs, chat_id)
 
     @property
     def mic_idle(self) -> bool:
@@ -204,7 +208,9 @@ class Agent:
     def on_mic_frame(self, frame: MicFrame) -> None:
         """One 20 ms 16 kHz frame from the microphone. Constant work; never blocks."""
         self.last_mic_frame_s = frame.captured_at_s
-        self._execute(self.conversation.mic_frame(frame, self.playback(), self.clock()))
+        actions = self.conversation.mic_frame(frame, self.playback(), self.clock())
+        if actions:
+            self._execute(actions)
 
     def push_to_talk(self, pressed: bool) -> None:
         """A press interrupts the reply and opens a turn that takes every mic frame; the release ends it."""

@@ -344,10 +344,12 @@ class Conversation:
         """One 20 ms microphone frame. Constant work."""
         out: list[Action] = []
         self.counters.mic_frames += 1
-        self._check_playback(playback, now_s, out)
-        if self.muted or frame.captured_at_s < self._mute_until_s:
+        if self.state in REPLYING:
+            self._check_playback(playback, now_s, out)
+        captured_at_s = frame.captured_at_s
+        if self.muted or captured_at_s < self._mute_until_s:
             return out
-        staged = StageFrame(frame.pcm, frame.captured_at_s, playback.active, playback.level_dbfs)
+        staged = StageFrame(frame.pcm, captured_at_s, playback.active, playback.level_dbfs)
         events: list[object] = []
         passed = self.mic_path.process(staged, events)
         woken = False
@@ -367,7 +369,7 @@ class Conversation:
             self.detector.process(passed, turn_events)
             for event in turn_events:
                 self._on_turn_event(event, passed, playback, now_s, out)
-        if self.server_vad and self.state in DETECTING:
+        if self.state in DETECTING and self.server_vad:
             # The cloud decides the turns: once awake and not gated, stream everything, unsegmented.
             out.append(SendAudio(passed.pcm, passed.captured_at_s))
         return out
