@@ -17,8 +17,8 @@ One receive loop json-parses every frame, base64-decodes audio deltas, Opus-deco
 mode and queues them (a bounded FIFO, no jitter buffer); `input_audio_buffer.speech_started`
 flushes the queue and drops the rest of that reply. `idle` is connected and listening (mic + VAD)
 but sends nothing and has no speaker; `--device portaudio` (idle only) captures from PortAudio's
-default input with a callback that hands each block (`--idle-read-ms` long) to the loop and nothing
-else.
+default input in 20 ms blocks with a callback that only collects them and hands the loop
+`--idle-read-ms` of them at once.
 
 Sends `READY=1` to `$NOTIFY_SOCKET` when `chat.updated` arrives, as voiced does, so the benchmark
 measures both the same way. Run `python -m benchmarks.floor_client --help`; SIGTERM ends it.
@@ -331,18 +331,28 @@ def _capture_rate_hz(sd: Any) -> int:
 
 
 def _open_capture(client: FloorClient) -> Any:
-    """A PortAudio input stream whose callback only hands each block (the client's frames per wake-up)
-    to the loop."""
+    """A PortAudio input stream of 20 ms blocks whose callback only collects them and hands the loop
+    the client's frames per wake-up at once.
+
+    The device block stays 20 ms, as voiced's: a client that must stream each frame as it is captured
+    the moment a turn opens cannot listen through a longer device period (a larger block would cost
+    fewer PortAudio and sound-server wake-ups, but only a client that never streams could use it).
+    """
     import sounddevice as sd  # here: only the PortAudio device pays for PortAudio's start-up
 
     rate = _capture_rate_hz(sd)
     client.stats.capture_rate_hz = rate
     loop, on_block = client.loop, client.on_mic_block
+    wake_bytes = rate // 50 * 2 * client.frames_per_wake
+    pending = bytearray()
 
     def callback(indata: Any, frames: int, time_info: Any, status: Any) -> None:
-        loop.call_soon_threadsafe(on_block, bytes(indata), rate)
+        pending.extend(indata)
+        if len(pending) >= wake_bytes:
+            loop.call_soon_threadsafe(on_block, bytes(pending), rate)
+            pending.clear()
 
-    block = rate // 50 * client.frames_per_wake
+    block = rate // 50
     stream = sd.RawInputStream(samplerate=rate, channels=1, dtype="int16", blocksize=block, callback=callback)
     stream.start()
     return stream
