@@ -32,9 +32,10 @@ def utterance_pcm() -> Int16Array:
         return np.frombuffer(wav.readframes(wav.getnframes()), dtype=np.int16).copy()
 
 
-def daemon_config(emu: Emulator, **overrides: Any) -> VoicedConfig:
+def daemon_config(emu: Emulator | str, **overrides: Any) -> VoicedConfig:
+    """The daemon's config against ``emu`` (an emulator, or the ``ws://`` URL of one)."""
     base: dict[str, Any] = {
-        "coze.base_url": emu.url,
+        "coze.base_url": emu if isinstance(emu, str) else emu.url,
         "coze.bot_id": BOT_ID,
         "coze.token": TOKEN,
         "reconnect.initial_backoff_s": 0.02,
