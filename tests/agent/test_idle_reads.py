@@ -92,6 +92,24 @@ async def test_idle_reads_are_batched_and_a_turn_reads_every_frame_as_it_comes()
     assert batched_appends == unbatched_appends
 
 
+async def test_mic_to_wire_counts_the_frames_sent_as_captured_not_the_held_pre_roll() -> None:
+    # A turn that starts from idle waits for the rest of its batch before the pre-roll leaves; that
+    # wait is the turn detector's (noticed up to idle_read_ms - 20 ms later), not the uplink's.
+    settings = EmulatorSettings(port=0, scenario=load_scenario("demo"), token=None)
+    async with serve_emulator(settings) as emu:
+        source = MemorySource(lead_then_utterance(), paced=True, after_end="silence")
+        config = daemon_config(emu, **{"session.input_codec": "pcm", "audio.devices.idle_read_ms": 100})
+        async with running_daemon(config, source) as h:
+            await h.next_turn()
+            agent = h.daemon.agent
+            assert agent is not None
+            counted = len(agent.latency.samples["mic_to_wire"])
+            appends = agent.counters.appends_sent
+    preroll_frames = config.audio.vad.preroll_ms // 20
+    assert counted > 20
+    assert 0 < appends - counted <= preroll_frames + 20, (appends, counted)
+
+
 async def test_server_vad_streams_every_frame_as_it_is_captured() -> None:
     settings = EmulatorSettings(port=0, scenario=load_scenario("demo"), token=None)
     async with serve_emulator(settings) as emu:

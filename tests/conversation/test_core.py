@@ -196,6 +196,16 @@ def test_a_spoken_turn_streams_its_audio_then_ends_and_the_reply_plays() -> None
     assert len(turns) == 1 and turns[0].turn.chat_id == "A" and turns[0].turn.speech_end_s is not None
 
 
+def test_only_the_held_pre_roll_is_marked_as_not_live() -> None:
+    # The pre-roll waits for the turn detector; mic -> wire latency counts the frames sent as captured.
+    rig = Rig()
+    rig.connect()
+    sent = rig.of(SendAudio, rig.mic(utterance_frames() + [SILENCE] * 50))
+    assert len(sent) > 10
+    assert not sent[0].live and len(sent[0].pcm) > 640, "the turn starts with its pre-roll, held back"
+    assert all(a.live and len(a.pcm) == 640 for a in sent[1:])
+
+
 def test_speech_over_the_reply_interrupts_it() -> None:
     rig = Rig()
     rig.connect()

@@ -334,12 +334,12 @@ class Agent:
                     {"error": str(exc)},
                 )
                 continue
-            self._queue_packets(packets, action.captured_at_s)
+            self._queue_packets(packets, action.captured_at_s, live=action.live)
         self._wake.set()
 
-    def _queue_packets(self, packets: list[bytes], captured_at_s: float) -> None:
+    def _queue_packets(self, packets: list[bytes], captured_at_s: float, *, live: bool = True) -> None:
         for payload in packets:
-            if not self._uplink.push_audio(AudioItem(payload, captured_at_s)):
+            if not self._uplink.push_audio(AudioItem(payload, captured_at_s, live)):
                 self.counters.uplink_dropped_frames += 1
                 self._notice(
                     NoticeKind.UPLINK_DROPPED,
@@ -570,7 +570,8 @@ class Agent:
                 await self._send(ws, frame)
                 self.counters.appends_sent += 1
                 self.counters.uplink_bytes += len(frame)
-                self.latency.add("mic_to_wire", item.captured_at_s, self.clock())
+                if item.live:
+                    self.latency.add("mic_to_wire", item.captured_at_s, self.clock())
             if self._control:
                 self._wake.set()
 

@@ -60,10 +60,15 @@ ECHO_TAIL_S = 0.5
 
 @dataclass(frozen=True, slots=True)
 class SendAudio:
-    """Encode ``pcm`` (16 kHz s16le, whole 20 ms frames) and queue it for the uplink."""
+    """Encode ``pcm`` (16 kHz s16le, whole 20 ms frames) and queue it for the uplink.
+
+    ``live`` is False for audio that was held back until now (a turn's pre-roll, sent once the turn
+    detector confirms speech): its wait is the detector's, so it is not counted as mic → wire latency.
+    """
 
     pcm: bytes
     captured_at_s: float
+    live: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -413,7 +418,7 @@ class Conversation:
                 if self._fire(Trigger.SPEECH_STARTED, now_s, out):
                     self._turn = TurnTimeline(speech_start_s=event.timestamp_s)
                     if not self.server_vad:
-                        out.append(SendAudio(event.audio, frame.captured_at_s))
+                        out.append(SendAudio(event.audio, frame.captured_at_s, live=False))
             case SpeechAudio():
                 if not self.server_vad and self.state is TurnState.USER_TURN:
                     out.append(SendAudio(event.audio, frame.captured_at_s))

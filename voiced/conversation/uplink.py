@@ -19,6 +19,7 @@ class AudioItem:
 
     payload: bytes
     captured_at_s: float
+    live: bool = True  # sent as captured (False: a turn's pre-roll, held back until the turn opened)
 
 
 @dataclass(frozen=True, slots=True)
