@@ -58,19 +58,23 @@ async def emulator_process(
         except TimeoutError:
             line = ""
         if not line.startswith(_READY_PREFIX):
-            proc.kill()
+            with contextlib.suppress(ProcessLookupError):  # it may have exited on its own already
+                proc.kill()
             err = (await asyncio.wait_for(proc.stderr.read(), STOP_TIMEOUT_S)).decode(errors="replace")
+            await asyncio.wait_for(proc.wait(), STOP_TIMEOUT_S)
             raise EmulatorProcessError(
                 f"the emulator process did not start (status {proc.returncode}): {err[-500:]!r}"
             )
         yield line[len(_READY_PREFIX) :].strip()
     finally:
         if proc.returncode is None:
-            proc.terminate()
+            with contextlib.suppress(ProcessLookupError):
+                proc.terminate()
             try:
                 await asyncio.wait_for(proc.wait(), STOP_TIMEOUT_S)
             except TimeoutError:
-                proc.kill()
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
                 await proc.wait()
 
 
