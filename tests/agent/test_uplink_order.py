@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from tests.agent.harness import Harness, daemon_config, running_daemon
-from tests.support.timing import patience_s
+from tests.support.timing import patience_s, until
 from voiced.agent.agent import Agent
 from voiced.agent.transport import open_connection
 from voiced.audio.jitter import JitterBuffer
@@ -57,14 +57,6 @@ def indices(received: list[ReceivedFrame]) -> list[int]:
 def agent_of(h: Harness) -> Agent:
     assert h.daemon.agent is not None
     return h.daemon.agent
-
-
-async def until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + patience_s(timeout_s)
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 def settled(emu: Emulator, agent: Agent) -> Callable[[], bool]:

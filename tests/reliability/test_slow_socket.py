@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 from typing import Any, cast
 
 import numpy as np
@@ -19,7 +18,7 @@ import pytest
 from tests.agent.harness import daemon_config, running_daemon
 from tests.reliability.conftest import CapturedLogs
 from tests.reliability.hostile_server import HostileServer, serve_hostile
-from tests.support.timing import patience_s
+from tests.support.timing import until
 from voiced.agent.daemon import Daemon
 from voiced.config import VoicedConfig
 from voiced.conversation.core import Counters
@@ -42,14 +41,6 @@ def config_for(server: HostileServer, **overrides: Any) -> VoicedConfig:
 def a_microphone() -> MemorySource:
     """Real-time audio for as long as the test runs (what is said does not matter here)."""
     return MemorySource(np.zeros(16000, dtype=np.int16), paced=True, after_end="silence")
-
-
-async def until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + patience_s(timeout_s)
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 def counters_of(daemon: Daemon) -> Counters:
